@@ -1,0 +1,21 @@
+"""searchr3: a small LLM reasons about a search query, then emits an embedding.
+
+>>> from searchr3 import SearchR3
+>>> model = SearchR3.from_pretrained("smollm2-135m-instruct")      # doctest: +SKIP
+>>> docs = model.embed_documents(["Aspirin inhibits platelet aggregation."])
+>>> query = model.embed_queries(["does aspirin thin the blood?"], reasoning=True)
+"""
+
+from .assets import BUNDLED_MODELS, DEFAULT_MODEL, resolve_model
+from .data import DataError, Document, read_corpus, read_qrels, read_queries
+from .index import IndexMismatchError, VectorIndex
+from .modeling import EmbedConfig, Reasoning, SearchR3, embed_token_states
+from .prompts import EMBED_TOKEN, PromptBuilder
+from .search import Hit, SearchResult, build_index, search
+
+__all__ = [
+    "BUNDLED_MODELS", "DEFAULT_MODEL", "EMBED_TOKEN", "DataError", "Document", "EmbedConfig", "Hit",
+    "IndexMismatchError", "PromptBuilder", "Reasoning", "SearchR3", "SearchResult", "VectorIndex",
+    "build_index", "embed_token_states", "read_corpus", "read_qrels", "read_queries", "resolve_model", "search",
+]
+__version__ = "0.1.0"

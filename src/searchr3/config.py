@@ -1,0 +1,32 @@
+"""Load config dataclasses from YAML files, rejecting unknown keys by file and name."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], values: dict[str, Any] | None, source: str = "<dict>") -> T:
+    """Build dataclass `cls` from `values`; an unknown key raises ValueError naming `source`."""
+    values = values or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: expected a mapping for {cls.__name__}, got {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{source}: unknown key {unknown[0]!r} for {cls.__name__} (known: {', '.join(sorted(known))})")
+    return cls(**values)
+
+
+def load_section(path: str | Path, section: str, cls: type[T]) -> T:
+    """Return `cls` built from one top-level section of a YAML file (absent section: defaults)."""
+    path = Path(path)
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: top level must be a mapping of sections")
+    return from_dict(cls, data.get(section), f"{path} [{section}]")

@@ -1,0 +1,383 @@
+"""SearchR3: a causal LM that reasons about a query, then emits an embedding token.
+
+The vector of a text is the final-layer hidden state (after the final norm) at
+`<|embed_token|>`, L2-normalised. `embed_token_states` is the single place that reads
+it; inference here and the trainers call it alike.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import assets
+from .prompts import EMBED_TOKEN, Prompt, PromptBuilder, validate_texts
+
+SEARCHR3_FILE = "searchr3.json"  # marks a saved searchr3 model and records its settings
+
+
+@dataclass
+class EmbedConfig:
+    """Inference settings; every default can be overridden from YAML (configs/)."""
+
+    batch_size: int = 16  # texts per forward pass
+    max_length: int = 512  # tokens of user text kept per document or query; the rest is cut
+    reasoning_tokens: int = 64  # budget of generated reasoning tokens before the token is forced
+    temperature: float = 0.7  # only when sampling (RL rollouts, sample=True)
+    top_p: float = 0.95  # nucleus sampling mass, only when sampling
+    pad_to_multiple: int = 16  # pad batch length to a multiple of this (steadier kernel speed)
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_length", "reasoning_tokens", "pad_to_multiple"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"EmbedConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise ValueError(f"EmbedConfig.temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"EmbedConfig.top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass
+class Reasoning:
+    """One reasoned query: its trace, whether the token was forced, and its vector."""
+
+    trace: str  # the generated analysis, without the embed token
+    forced: bool  # True when the budget ran out (or the turn ended) and the token was appended
+    token_ids: list[int] = field(repr=False)  # generated ids, the last one is the embed token
+    vector: np.ndarray = field(repr=False)  # (H,) float32, L2-normalised
+
+
+def embed_token_states(hidden: torch.Tensor, input_ids: torch.Tensor, embed_token_id: int,
+                       names: Sequence[str] | None = None) -> torch.Tensor:
+    """Return the L2-normalised hidden state at the last embed token of each row: (B, H) float32.
+
+    Args:
+        hidden: (B, T, H) final-layer hidden states, after the model's final norm.
+        input_ids: (B, T) the ids that produced them; padding may sit on either side.
+        embed_token_id: id of EMBED_TOKEN.
+        names: optional per-row names (example ids) used in the error message.
+
+    Raises:
+        ValueError: a row without the embed token, naming the row.
+    """
+    is_embed = input_ids == embed_token_id  # (B, T)
+    missing = (~is_embed.any(dim=1)).nonzero().flatten().tolist()
+    if missing:
+        row = missing[0]
+        label = f"row {row}" + (f" ({names[row]!r})" if names is not None else "")
+        raise ValueError(f"{label} has no {EMBED_TOKEN}; {len(missing)} of {len(input_ids)} rows lack it")
+    T = input_ids.shape[1]
+    last = T - 1 - is_embed.flip(dims=[1]).int().argmax(dim=1)  # (B,) position of the last embed token
+    states = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
+    return F.normalize(states.float(), dim=-1)
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 matmul (avx512_bf16 or AMX); without it bf16 is far slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """Map "auto" / "bf16" / "fp32" (or a torch dtype) to the dtype to run in."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    if dtype == "auto":
+        fast_bf16 = device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
+        return torch.bfloat16 if fast_bf16 else torch.float32
+    if dtype not in table:
+        raise ValueError(f"unknown dtype {dtype!r}; use auto, bf16 or fp32")
+    return table[dtype]
+
+
+def add_embed_token(model, tokenizer) -> bool:
+    """Add EMBED_TOKEN once; its new embedding row is the mean of the existing rows.
+
+    Returns True when the token was added. The matrix is only grown when the tokenizer
+    outgrows it (some models pad their vocab, and shrinking would drop real rows).
+    """
+    if EMBED_TOKEN in tokenizer.get_vocab():
+        return False
+    tokenizer.add_tokens([EMBED_TOKEN], special_tokens=True)
+    new_id = tokenizer.convert_tokens_to_ids(EMBED_TOKEN)
+    inp = model.get_input_embeddings()
+    out = model.get_output_embeddings()
+    tied = out is not None and out.weight is inp.weight
+    input_mean = inp.weight.detach()[:new_id].mean(dim=0)
+    output_mean = None if out is None or tied else out.weight.detach()[:new_id].mean(dim=0)
+    if new_id >= inp.weight.shape[0]:
+        model.resize_token_embeddings(new_id + 1, mean_resizing=False)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[new_id] = input_mean
+        if output_mean is not None:
+            model.get_output_embeddings().weight[new_id] = output_mean
+    return True
+
+
+def _kwarg_name(fn, *candidates: str) -> str:
+    params = inspect.signature(fn).parameters
+    return next((c for c in candidates if c in params), candidates[-1])
+
+
+class SearchR3:
+    """A reason-then-embed search model.
+
+    >>> model = SearchR3.from_pretrained("smollm2-135m-instruct")   # doctest: +SKIP
+    >>> docs = model.embed_documents(["Paris is the capital of France."])
+    >>> queries = model.embed_queries(["capital of France"], reasoning=True)
+    >>> scores = queries @ docs.T
+    """
+
+    def __init__(self, model, tokenizer, name: str, config: EmbedConfig | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.config = config or EmbedConfig()
+        self.embed_token_id = tokenizer.convert_tokens_to_ids(EMBED_TOKEN)
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.prompts = PromptBuilder(tokenizer, self.config.max_length)
+        self._backbone = model.get_decoder()
+        self._cache_kw = _kwarg_name(self._backbone.forward, "cache", "past_key_values")
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike = assets.DEFAULT_MODEL, *,
+                        dtype: str | torch.dtype = "auto", device: str | None = None,
+                        config: EmbedConfig | None = None) -> "SearchR3":
+        """Load a registered name or a local folder, adding the embed token if missing.
+
+        Args:
+            name_or_path: a registered name (see `searchr3.assets.BUNDLED_MODELS`) or a folder.
+            dtype: "auto" (bf16 where the hardware runs it fast, else fp32), "bf16" or "fp32".
+            device: "cpu", "cuda", ...; default: cuda when available, else cpu.
+            config: inference settings; default: the settings saved with the model, else defaults.
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder = assets.resolve_model(name_or_path)
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch_dtype = resolve_dtype(dtype, dev)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
+        add_embed_token(model, tokenizer)
+        meta_file = folder / SEARCHR3_FILE
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        if config is None and "config" in meta:
+            config = EmbedConfig(**meta["config"])
+        is_registered = str(name_or_path) in assets.BUNDLED_MODELS
+        name = str(name_or_path) if is_registered else str(Path(folder).resolve())
+        return cls(model.to(device=dev, dtype=torch_dtype), tokenizer, name, config)
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write model, tokenizer and settings to `path` atomically (temp folder, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+        try:
+            tmp.chmod(0o755)
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            meta = {"embed_token": EMBED_TOKEN, "source": self.name, "config": asdict(self.config)}
+            (tmp / SEARCHR3_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+            old = None
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                path.rename(old)
+            tmp.rename(path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    def set_max_length(self, max_length: int) -> None:
+        """Change how many tokens of text are kept per document or query."""
+        self.config.max_length = max_length
+        self.prompts = PromptBuilder(self.tokenizer, max_length)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        """Vector dimension (the model's hidden size)."""
+        return int(self.model.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ batching
+    def _collate(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-pad id lists to one length: (ids, attention_mask, position_ids), each (B, T)."""
+        m = self.config.pad_to_multiple
+        T = -(-max(len(r) for r in rows) // m) * m
+        ids = torch.full((len(rows), T), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), T), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, T - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[i, T - len(r):] = 1
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # left padding must not shift positions
+        return ids.to(self.device), mask.to(self.device), positions.to(self.device)
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      position_ids: torch.Tensor, cache=None, use_cache: bool = False):
+        """Return (final-normed hidden states (B, T, H), cache) from the decoder backbone.
+
+        The LM head is skipped: embedding needs only hidden states, and decoding applies
+        the head to one position per row.
+        """
+        out = self._backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             use_cache=use_cache, **{self._cache_kw: cache})
+        if not use_cache:
+            return out.last_hidden_state, None
+        new_cache = out["cache"] if "cache" in out else out["past_key_values"]  # renamed in transformers 5.x
+        return out.last_hidden_state, new_cache
+
+    def _warn_truncated(self, prompts: Sequence[Prompt], what: str) -> None:
+        cut = [i for i, p in enumerate(prompts) if p.truncated]
+        if cut:
+            first = cut[0]
+            warnings.warn(f"{len(cut)} of {len(prompts)} {what} exceed max_length={self.config.max_length} tokens "
+                          f"and were truncated (first: {what}[{first}], {prompts[first].text_tokens} tokens)",
+                          stacklevel=3)
+
+    def _embed_prompts(self, prompts: list[Prompt], batch_size: int | None, desc: str,
+                       show_progress: bool | None) -> np.ndarray:
+        """Embed assembled prompts whose last id is the embed token; batches sorted by length."""
+        out = np.zeros((len(prompts), self.dim), dtype=np.float32)
+        if not prompts:
+            return out
+        bs = batch_size or self.config.batch_size
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].ids))
+        show = len(prompts) > bs if show_progress is None else show_progress
+        with torch.inference_mode(), tqdm(total=len(prompts), desc=desc, unit="text", disable=not show) as bar:
+            for start in range(0, len(order), bs):
+                idx = order[start:start + bs]
+                ids, mask, pos = self._collate([prompts[i].ids for i in idx])
+                hidden, _ = self.hidden_states(ids, mask, pos)
+                out[idx] = embed_token_states(hidden, ids, self.embed_token_id).cpu().numpy()
+                bar.update(len(idx))
+        return out
+
+    # ------------------------------------------------------------------ public API
+    def embed_documents(self, texts: Sequence[str], batch_size: int | None = None,
+                        show_progress: bool | None = None) -> np.ndarray:
+        """Return document vectors, (N, H) float32, L2-normalised: one forward pass each, no reasoning."""
+        texts = validate_texts(texts)
+        prompts = [self.prompts.document(t) for t in texts]
+        self._warn_truncated(prompts, "texts")
+        return self._embed_prompts(prompts, batch_size, "documents", show_progress)
+
+    def embed_queries(self, texts: Sequence[str], reasoning: bool = False, batch_size: int | None = None,
+                      show_progress: bool | None = None) -> np.ndarray:
+        """Return query vectors, (N, H) float32, L2-normalised.
+
+        With `reasoning=True` each query is first analysed by the model (greedy, so the
+        same query gives the same vector); use `reason` to also get the traces.
+        """
+        texts = validate_texts(texts)
+        if reasoning:
+            results = self.reason(texts, batch_size=batch_size, show_progress=show_progress)
+            return np.stack([r.vector for r in results]) if results else np.zeros((0, self.dim), np.float32)
+        prompts = [self.prompts.query(t) for t in texts]
+        self._warn_truncated(prompts, "texts")
+        return self._embed_prompts(prompts, batch_size, "queries", show_progress)
+
+    def reason(self, texts: Sequence[str], *, max_new_tokens: int | None = None, sample: bool = False,
+               temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
+               batch_size: int | None = None, show_progress: bool | None = None) -> list[Reasoning]:
+        """Reason about each query, then embed it; returns one `Reasoning` per query.
+
+        Generation stops at the embed token. When the budget of `max_new_tokens` runs out,
+        or the model ends its turn without the token, the token is appended (`forced`).
+        The token's state is read in the same decode loop: feeding the embed token as the
+        next input yields its hidden state in one extra step on the KV cache, with no
+        re-encoding of the text.
+        """
+        texts = validate_texts(texts)
+        prompts = [self.prompts.reasoning(t) for t in texts]
+        self._warn_truncated(prompts, "texts")
+        budget = self.config.reasoning_tokens if max_new_tokens is None else max_new_tokens
+        if budget < 0:
+            raise ValueError(f"max_new_tokens must be >= 0, got {budget}")
+        generator = torch.Generator(device=self.device)
+        if seed is not None:
+            generator.manual_seed(seed)
+        sampling = (temperature or self.config.temperature, top_p or self.config.top_p) if sample else None
+        bs = batch_size or self.config.batch_size
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].ids))
+        results: list[Reasoning | None] = [None] * len(prompts)
+        show = len(prompts) > bs if show_progress is None else show_progress
+        with torch.inference_mode(), tqdm(total=len(prompts), desc="reasoning", unit="query",
+                                          disable=not show) as bar:
+            for start in range(0, len(order), bs):
+                idx = order[start:start + bs]
+                for i, r in zip(idx, self._reason_batch([prompts[i].ids for i in idx], budget, sampling, generator)):
+                    results[i] = r
+                bar.update(len(idx))
+        return results  # type: ignore[return-value]
+
+    def _next_tokens(self, logits: torch.Tensor, sampling: tuple[float, float] | None,
+                     generator: torch.Generator) -> torch.Tensor:
+        """Pick the next id per row from (B, V) logits: argmax, or temperature + top-p sampling."""
+        if sampling is None:
+            return logits.argmax(dim=-1)
+        temperature, top_p = sampling
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        sorted_p, sorted_ids = probs.sort(dim=-1, descending=True)
+        keep = sorted_p.cumsum(dim=-1) - sorted_p < top_p  # always keeps the most likely id
+        sorted_p = sorted_p * keep
+        choice = torch.multinomial(sorted_p / sorted_p.sum(dim=-1, keepdim=True), 1, generator=generator)
+        return sorted_ids.gather(-1, choice).squeeze(-1)
+
+    def _reason_batch(self, rows: list[list[int]], budget: int, sampling, generator) -> list[Reasoning]:
+        """Decode one left-padded batch with a KV cache until every row has fed its embed token."""
+        B = len(rows)
+        ids, mask, pos = self._collate(rows)
+        hidden, cache = self.hidden_states(ids, mask, pos, use_cache=True)
+        head = self.model.get_output_embeddings()
+        logits = head(hidden[:, -1])  # (B, V)
+        next_pos = pos[:, -1:] + 1  # (B, 1)
+        eos = self.tokenizer.eos_token_id
+        generated: list[list[int]] = [[] for _ in range(B)]
+        forced = torch.zeros(B, dtype=torch.bool, device=self.device)
+        done = torch.zeros(B, dtype=torch.bool, device=self.device)
+        vectors = torch.zeros(B, self.dim, device=self.device)
+        for step in range(budget + 1):
+            tok = self._next_tokens(logits, sampling, generator)  # (B,)
+            force = ~done & (tok != self.embed_token_id) & ((tok == eos) | (step >= budget))
+            tok = torch.where(force, torch.full_like(tok, self.embed_token_id), tok)
+            tok = torch.where(done, torch.full_like(tok, self.pad_token_id), tok)  # finished rows idle
+            forced |= force
+            for i in (~done).nonzero().flatten().tolist():
+                generated[i].append(int(tok[i]))
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            hidden, cache = self.hidden_states(tok[:, None], mask, next_pos, cache=cache, use_cache=True)
+            finishing = ~done & (tok == self.embed_token_id)
+            if finishing.any():
+                vectors[finishing] = embed_token_states(hidden[finishing], tok[finishing, None], self.embed_token_id)
+            done |= finishing
+            if bool(done.all()):
+                break
+            logits = head(hidden[:, -1])
+            next_pos = next_pos + 1
+        out = []
+        for i in range(B):
+            trace = self.tokenizer.decode(generated[i][:-1], skip_special_tokens=True).strip()
+            out.append(Reasoning(trace, bool(forced[i]), generated[i], vectors[i].cpu().numpy()))
+        return out

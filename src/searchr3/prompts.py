@@ -1,0 +1,127 @@
+"""Every prompt searchr3 builds: the embed token, the system prompts and the chat assembly.
+
+No other module writes prompt text, so training and inference cannot disagree about it.
+A prompt is assembled at the token level as `prefix + text + suffix`, where prefix and
+suffix come from the tokenizer's own chat template rendered around a placeholder. That
+keeps truncation on the user's text only (never on the template) and tokenizes the text
+with special tokens split, so a literal "<|embed_token|>" inside a document is plain text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+EMBED_TOKEN = "<|embed_token|>"
+
+DOCUMENT_SYSTEM = (
+    "Represent the user's document for retrieval. Answer with the embedding token only."
+)
+QUERY_SYSTEM = (
+    "Represent the user's search query for retrieving relevant documents. "
+    "Answer with the embedding token only."
+)
+REASONING_SYSTEM = (
+    "The user gives a search query. Before it is embedded for retrieval, analyse it briefly: "
+    "its intent, its key concepts, and related terms that a relevant document would contain. "
+    f"Keep it to a few sentences, then end your answer with {EMBED_TOKEN}"
+)
+
+_SLOT = "\u241fSEARCHR3_TEXT\u241f"  # a placeholder no real text contains
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Token ids of one assembled prompt, and the text's token count before truncation."""
+
+    ids: list[int]
+    text_tokens: int
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class _Template:
+    prefix: list[int]  # ids before the user's text
+    suffix: list[int]  # ids after it: end of user turn, assistant header, pre-fill
+
+
+def validate_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
+    """Return `texts` as a list, raising TypeError that names the first non-string position."""
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(f"{what} must be a list of strings, not a single {type(texts).__name__}; wrap it: [text]")
+    out = list(texts)
+    for i, text in enumerate(out):
+        if not isinstance(text, str):
+            raise TypeError(f"{what}[{i}] is {type(text).__name__}, expected str")
+    return out
+
+
+def render_chat(tokenizer, system: str, prefill: str) -> tuple[str, str]:
+    """Return (before, after): the chat around the user's text, assistant turn pre-filled.
+
+    Uses the tokenizer's chat template; a template without a system role gets the
+    system prompt merged into the user turn; a tokenizer without a template gets a
+    plain-text layout.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        try:
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": _SLOT}]
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception:  # templates that reject a system role raise their own error types
+            messages = [{"role": "user", "content": f"{system}\n\n{_SLOT}"}]
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        text = f"{system}\n\nInput: {_SLOT}\n\nAnswer: "
+    before, after = text.split(_SLOT)
+    return before, after + prefill
+
+
+class PromptBuilder:
+    """Assembles document, direct-query and reasoning-query prompts as token ids.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer that already contains EMBED_TOKEN.
+        max_length: the most tokens of user text kept; longer texts are cut at the end.
+    """
+
+    def __init__(self, tokenizer, max_length: int):
+        if EMBED_TOKEN not in tokenizer.get_vocab():
+            raise ValueError(f"tokenizer has no {EMBED_TOKEN}; load the model with SearchR3.from_pretrained")
+        if max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}")
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self._templates = {
+            "document": self._template(DOCUMENT_SYSTEM, EMBED_TOKEN),
+            "query": self._template(QUERY_SYSTEM, EMBED_TOKEN),
+            "reasoning": self._template(REASONING_SYSTEM, ""),
+        }
+
+    def _template(self, system: str, prefill: str) -> _Template:
+        before, after = render_chat(self.tokenizer, system, prefill)
+        encode = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+        return _Template(prefix=encode(before), suffix=encode(after))
+
+    def _build(self, kind: str, text: str) -> Prompt:
+        template = self._templates[kind]
+        ids = self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        n = len(ids)
+        return Prompt(template.prefix + ids[: self.max_length] + template.suffix, n, n > self.max_length)
+
+    def document(self, text: str) -> Prompt:
+        """Document prompt; the assistant turn is pre-filled so EMBED_TOKEN is the last id."""
+        return self._build("document", text)
+
+    def query(self, text: str) -> Prompt:
+        """Direct query prompt (no reasoning); EMBED_TOKEN is the last id."""
+        return self._build("query", text)
+
+    def reasoning(self, text: str) -> Prompt:
+        """Reasoning prompt ending at the assistant header; generation continues from it."""
+        return self._build("reasoning", text)
+
+
+def document_text(title: str, text: str) -> str:
+    """Return the text embedded for a document: title and body on separate lines (BEIR docs)."""
+    title, text = title.strip(), text.strip()
+    return f"{title}\n{text}" if title else text

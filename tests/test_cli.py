@@ -1,0 +1,56 @@
+"""CLI smoke tests on the tiny model: embed, index build, search, and bad input."""
+
+import json
+
+import numpy as np
+
+from searchr3 import VectorIndex
+from searchr3.cli import main
+
+
+def _corpus(tmp_path, extra=None):
+    rows = [{"_id": f"d{i}", "title": f"Title {i}", "text": f"document number {i} about topic {i % 3}"}
+            for i in range(6)]
+    lines = [json.dumps(r) for r in rows] + ([extra] if extra else [])
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_index_build_and_search(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "ix"
+    assert main(["index", "build", "--model", str(tiny_folder), "--corpus", str(_corpus(tmp_path)),
+                 "--out", str(out), "--max-length", "32"]) == 0
+    index = VectorIndex.load(out)
+    assert len(index) == 6 and index.model == str(tiny_folder.resolve())
+    capsys.readouterr()
+    assert main(["search", "--index", str(out), "-k", "3", "topic one"]) == 0
+    text = capsys.readouterr().out
+    assert "query: topic one" in text and text.count("Title ") == 3
+    assert main(["search", "--index", str(out), "-k", "2", "--reasoning", "--max-new-tokens", "3",
+                 "--json", "topic one"]) == 0
+    rec = json.loads(capsys.readouterr().out.strip())
+    assert rec["forced"] is True and isinstance(rec["trace"], str) and len(rec["hits"]) == 2
+
+
+def test_bad_corpus_writes_nothing(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "ix"
+    corpus = _corpus(tmp_path, extra='{"_id": "d1", "text": "duplicate"}')
+    assert main(["index", "build", "--model", str(tiny_folder), "--corpus", str(corpus), "--out", str(out)]) == 2
+    assert "corpus.jsonl:7: duplicate id 'd1'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_embed_to_npy_and_jsonl(tiny_folder, tmp_path, capsys):
+    npy = tmp_path / "v.npy"
+    assert main(["embed", "--model", str(tiny_folder), "--documents", "--output", str(npy), "one", "two"]) == 0
+    v = np.load(npy)
+    assert v.shape == (2, 64)
+    assert main(["embed", "--model", str(tiny_folder), "--reasoning", "--max-length", "16", "why"]) == 0
+    rec = json.loads(capsys.readouterr().out.strip())
+    assert len(rec["embedding"]) == 64 and "trace" in rec
+
+
+def test_unknown_model_is_a_clear_error(tmp_path, capsys):
+    assert main(["embed", "--model", str(tmp_path / "nowhere"), "x"]) == 2
+    assert "unknown model" in capsys.readouterr().err

@@ -1,0 +1,102 @@
+"""The vector index: search, remove, round trip, atomic save, mismatch refusal."""
+
+import numpy as np
+import pytest
+
+from searchr3 import IndexMismatchError, VectorIndex
+
+
+def _vectors(n, dim=16, seed=0):
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_search_remove_round_trip(kind, tmp_path):
+    x = _vectors(300)
+    ids = [f"doc-{i}" for i in range(300)]
+    index = VectorIndex(16, "model-a", kind)
+    index.add(ids, x, [{"title": f"T{i}", "text": f"text {i}"} for i in range(300)])
+    scores, hits = index.search(x[:5], k=4)
+    assert scores.shape == hits.shape == (5, 4) and scores.dtype == np.float32
+    assert list(hits[:, 0]) == ids[:5]
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
+
+    assert index.remove(["doc-0", "doc-1", "missing"]) == 2
+    assert len(index) == 298 and "doc-0" not in index and "doc-0" not in index.documents
+    _, hits = index.search(x[:2], k=10)
+    assert "doc-0" not in hits[0] and "doc-1" not in hits[1]
+
+    index.save(tmp_path / "ix")
+    loaded = VectorIndex.load(tmp_path / "ix", model="model-a")
+    assert (loaded.kind, loaded.dim, len(loaded)) == (kind, 16, 298)
+    s2, h2 = loaded.search(x[:5], k=4)
+    np.testing.assert_array_equal(h2, index.search(x[:5], k=4)[1])
+    assert loaded.documents["doc-7"] == {"title": "T7", "text": "text 7"}
+    np.testing.assert_allclose(loaded.vectors(["doc-9"]), x[9:10], atol=1e-6)
+
+
+def test_fewer_hits_than_k_use_sentinels():
+    index = VectorIndex(16, "m")
+    index.add(["a", "b"], _vectors(2))
+    scores, ids = index.search(_vectors(1, seed=1), k=5)
+    assert list(ids[0, 2:]) == [None, None, None] and np.isneginf(scores[0, 2:]).all()
+    assert index.search(np.zeros((0, 16), np.float32), k=3)[0].shape == (0, 3)
+
+
+def test_hnsw_many_removals_rebuild_and_stay_correct():
+    x = _vectors(200)
+    index = VectorIndex(16, "m", "hnsw")
+    index.add([str(i) for i in range(200)], x)
+    index.remove([str(i) for i in range(100)])  # > 20% deleted: graph rebuilt from live vectors
+    assert len(index) == 100
+    _, hits = index.search(x[100:110], k=1)
+    assert list(hits[:, 0]) == [str(i) for i in range(100, 110)]
+
+
+def test_add_rejects_duplicates_unless_replace():
+    index = VectorIndex(16, "m")
+    x = _vectors(3)
+    index.add(["a", "b", "c"], x)
+    with pytest.raises(ValueError, match="'b' is already in the index"):
+        index.add(["b"], x[:1])
+    with pytest.raises(ValueError, match="appears twice"):
+        index.add(["z", "z"], x[:2])
+    index.add(["b"], x[:1], replace=True)
+    assert len(index) == 3 and index.search(x[:1], k=2)[1][0, 0] in {"a", "b"}
+    np.testing.assert_allclose(index.vectors(["b"]), x[:1])
+
+
+def test_mismatch_refused_with_clear_errors(tmp_path):
+    index = VectorIndex(576, "smollm2-135m-instruct")
+    with pytest.raises(IndexMismatchError, match=r"index has dim 576, vectors have 1536 \(model smollm2"):
+        index.add(["a"], np.ones((1, 1536), np.float32))
+    with pytest.raises(IndexMismatchError, match="must be 2-D"):
+        index.search(np.ones(576, np.float32))
+    with pytest.raises(IndexMismatchError, match="floating point"):
+        index.add(["a"], np.ones((1, 576), np.int64))
+    index.save(tmp_path / "ix")
+    with pytest.raises(IndexMismatchError, match="built with model 'smollm2-135m-instruct', not 'other'"):
+        VectorIndex.load(tmp_path / "ix", model="other")
+    with pytest.raises(IndexMismatchError, match="dim 576, model 'smollm2-135m-instruct' has 64"):
+        index.check_model("smollm2-135m-instruct", 64)
+    with pytest.raises(FileNotFoundError, match="not a searchr3 index"):
+        VectorIndex.load(tmp_path)
+    with pytest.raises(ValueError, match="unknown index kind"):
+        VectorIndex(8, "m", "ivf")
+
+
+def test_save_is_atomic_and_keeps_one_snapshot(tmp_path):
+    root = tmp_path / "ix"
+    index = VectorIndex(16, "m")
+    index.add(["a"], _vectors(1))
+    index.save(root)
+    # a crash while writing the next snapshot leaves a partial folder that CURRENT never names
+    (root / "snapshot-000002").mkdir()
+    (root / "snapshot-000002" / "index.faiss").write_bytes(b"partial")
+    assert len(VectorIndex.load(root)) == 1
+    index.add(["b"], _vectors(1, seed=2))
+    index.save(root)
+    assert len(VectorIndex.load(root)) == 2
+    assert sorted(p.name for p in root.iterdir()) == ["CURRENT", "snapshot-000002"]

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # searchr3 never downloads; fail fast instead of hanging
@@ -170,7 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _short_warning(message, category, filename, lineno, line=None) -> str:
+    return f"searchr3: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _short_warning  # one readable line, not the library's source line
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

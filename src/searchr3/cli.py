@@ -128,6 +128,47 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from .data import bundled_names, dataset_summary
+
+    print(f"{'name':18} {'docs':>7}  splits (judged queries)                 licence")
+    for name in bundled_names():
+        try:
+            info = dataset_summary(name)
+        except FileNotFoundError as e:  # e.g. the wiki package is not installed
+            print(f"{name:18} {'-':>7}  unavailable: {e}")
+            continue
+        splits = ", ".join(f"{k} {v:,}" for k, v in info["splits"].items())
+        print(f"{name:18} {info['docs']:>7,}  {splits:38}  {info['licence']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_model, markdown_table
+
+    record = evaluate_model(args.model, args.data, args.split, args.reasoning, args.max_queries, args.dtype,
+                            use_cache=not args.no_cache)
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(record) + "\n")
+        tmp.replace(out)
+    print(markdown_table([record]))
+    if args.output:
+        print(f"\nwrote {args.output}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .evaluate import write_report
+
+    md, png = write_report(args.results, args.output)
+    print(md.read_text())
+    print(f"wrote {md} and {png}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="searchr3", description="Reason about a query, then embed it.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +199,27 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--limit", type=int, help="index only the first N documents")
     _add_model_options(b)
     b.set_defaults(func=cmd_index_build)
+
+    p = sub.add_parser("data", help="bundled datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    d = dsub.add_parser("list", help="list bundled datasets with counts and licences")
+    d.set_defaults(func=cmd_data_list)
+
+    p = sub.add_parser("eval", help="evaluate a model or baseline on a dataset split")
+    p.add_argument("--model", required=True, help="bm25, minilm, a registered name or a saved model folder")
+    p.add_argument("--data", required=True, help="BEIR folder or bundled set name (see `searchr3 data list`)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--reasoning", default="off", choices=["off", "on", "both"])
+    p.add_argument("--max-queries", type=int, help="evaluate a fixed random sample of N queries")
+    p.add_argument("--output", help="results JSON to write")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--no-cache", action="store_true", help="do not read or write cached vectors and traces")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("report", help="compare result files in one table and a bar chart")
+    p.add_argument("results", nargs="+", help="results JSON files from `searchr3 eval`")
+    p.add_argument("--output", required=True, help="Markdown file to write (the PNG goes beside it)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("search", help="search an index (it remembers its model)")
     p.add_argument("queries", nargs="+", help="one or more queries")

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -31,16 +36,28 @@ def project_data_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "data"
 
 
+def bundled_names() -> list[str]:
+    """Names usable in place of a dataset path: sets in data/ and sets built on first use."""
+    from .wiki import WIKI_NAME
+
+    folder = project_data_dir()
+    shipped = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    return shipped + [WIKI_NAME]
+
+
 def resolve_dataset(name_or_path: str | Path) -> Path:
-    """Return a dataset folder for a bundled name (`scifact`) or a path."""
+    """Return a dataset folder for a bundled name (`scifact`, `wiki-known-item`) or a path."""
+    from .wiki import WIKI_NAME, wiki_dataset
+
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
+    if str(name_or_path) == WIKI_NAME:
+        return wiki_dataset()
     bundled = project_data_dir() / str(name_or_path)
     if bundled.is_dir():
         return bundled
-    known = sorted(p.name for p in project_data_dir().iterdir() if p.is_dir()) if project_data_dir().is_dir() else []
-    raise FileNotFoundError(f"no dataset at {name_or_path!r} (bundled sets: {', '.join(known) or 'none'})")
+    raise FileNotFoundError(f"no dataset at {name_or_path!r} (bundled sets: {', '.join(bundled_names())})")
 
 
 def _find(folder: Path, stem: str) -> Path:
@@ -114,8 +131,118 @@ def read_queries(path: str | Path) -> dict[str, str]:
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     """Return {query id: {doc id: relevance}} from a `query-id corpus-id score` TSV."""
-    path = Path(path)
     qrels: dict[str, dict[str, int]] = {}
+    for _, qid, did, score in _qrels_rows(Path(path)):
+        qrels.setdefault(qid, {})[did] = score
+    return qrels
+
+
+def write_jsonl(path: Path, records: Sequence[Mapping]) -> None:
+    """Write records as JSON lines (gzip when the name ends in .gz)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wt", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def write_qrels(path: Path, qrels: Mapping[str, Mapping[str, int]]) -> None:
+    """Write a `query-id corpus-id score` TSV with header."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for qid, docs in qrels.items():
+            for did, score in docs.items():
+                f.write(f"{qid}\t{did}\t{score}\n")
+
+
+def write_dataset(folder: Path, corpus: Sequence[Document], queries: Mapping[str, str],
+                  qrels_by_split: Mapping[str, Mapping[str, Mapping[str, int]]], compress: bool = True) -> None:
+    """Write a BEIR folder atomically (built in a temp folder, then renamed into place)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        ext = ".jsonl.gz" if compress else ".jsonl"
+        write_jsonl(tmp / f"corpus{ext}", [{"_id": d.id, "title": d.title, "text": d.text} for d in corpus])
+        write_jsonl(tmp / "queries.jsonl", [{"_id": q, "text": t} for q, t in queries.items()])
+        for split, qrels in qrels_by_split.items():
+            write_qrels(tmp / "qrels" / f"{split}.tsv", qrels)
+        tmp.chmod(0o755)
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class Dataset:
+    """One split of a BEIR dataset, validated: every qrels id names a real query and document."""
+
+    name: str
+    path: Path
+    split: str
+    corpus: list[Document]
+    queries: dict[str, str]  # only the queries judged in this split
+    qrels: dict[str, dict[str, int]]
+    skipped: list[str] = field(default_factory=list)  # problems skipped with skip_invalid=True
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of corpus, queries and qrels: names the exact data a result came from."""
+        h = hashlib.sha256()
+        for d in self.corpus:
+            h.update(f"{d.id}\0{d.title}\0{d.text}\0".encode())
+        for q in sorted(self.queries):
+            h.update(f"{q}\0{self.queries[q]}\0".encode())
+        for q in sorted(self.qrels):
+            h.update(json.dumps(sorted(self.qrels[q].items())).encode())
+        return h.hexdigest()[:16]
+
+
+def split_folder(folder: Path, split: str) -> Path:
+    """Return the folder holding `split`: the set itself, or a sub-folder named after the split."""
+    if (folder / "qrels" / f"{split}.tsv").is_file():
+        return folder
+    if (folder / split / "qrels" / f"{split}.tsv").is_file():
+        return folder / split
+    available = sorted(p.stem for p in (folder / "qrels").glob("*.tsv")) + sorted(
+        p.parent.parent.name for p in folder.glob("*/qrels/*.tsv"))
+    raise FileNotFoundError(f"{folder} has no split {split!r} (available: {', '.join(available) or 'none'})")
+
+
+def load_dataset(name_or_path: str | Path, split: str = "test", skip_invalid: bool = False) -> Dataset:
+    """Load and validate one split of a BEIR dataset (a bundled name or a folder).
+
+    qrels rows naming an unknown query or document raise DataError with file and line;
+    with `skip_invalid=True` they are dropped with a warning instead (the user's choice).
+    """
+    root = resolve_dataset(name_or_path)
+    folder = split_folder(root, split)
+    corpus = read_corpus(folder, allow_empty=skip_invalid)
+    skipped: list[str] = [f"{folder}: empty document {d.id!r}" for d in corpus if not (d.title.strip() or d.text.strip())]
+    corpus = [d for d in corpus if d.title.strip() or d.text.strip()]
+    all_queries = read_queries(folder)
+    doc_ids = {d.id for d in corpus}
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    qrels: dict[str, dict[str, int]] = {}
+    for lineno, qid, did, score in _qrels_rows(qrels_path):
+        problem = (f"unknown query-id {qid!r}" if qid not in all_queries
+                   else f"unknown corpus-id {did!r}" if did not in doc_ids else None)
+        if problem:
+            message = f"{qrels_path}:{lineno}: {problem}"
+            if not skip_invalid:
+                raise DataError(message)
+            skipped.append(message)
+            continue
+        qrels.setdefault(qid, {})[did] = score
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} invalid rows (first: {skipped[0]})", stacklevel=2)
+    queries = {q: all_queries[q] for q in qrels}
+    name = Path(name_or_path).name if os.sep in str(name_or_path) else str(name_or_path)
+    return Dataset(name, folder, split, corpus, queries, qrels, skipped)
+
+
+def _qrels_rows(path: Path) -> Iterator[tuple[int, str, str, int]]:
     with open(path, encoding="utf-8", newline="") as f:
         for lineno, row in enumerate(csv.reader(f, delimiter="\t"), start=1):
             if not row or (lineno == 1 and row[0] == "query-id"):
@@ -126,5 +253,22 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
                 score = int(float(row[2]))
             except ValueError:
                 raise DataError(f"{path}:{lineno}: score {row[2]!r} is not a number") from None
-            qrels.setdefault(row[0], {})[row[1]] = score
-    return qrels
+            yield lineno, row[0], row[1], score
+
+
+def dataset_summary(name: str) -> dict:
+    """Return counts for `searchr3 data list`: docs and judged queries per split."""
+    root = resolve_dataset(name)
+    splits = {}
+    for qrels in sorted(root.glob("qrels/*.tsv")) + sorted(root.glob("*/qrels/*.tsv")):
+        splits[qrels.stem] = len({row[1] for row in _qrels_rows(qrels)})
+    docs = sum(1 for _ in _jsonl(_find(root, "corpus"), ("_id", "text")))
+    readme = root / "README.md"
+    licence = ""
+    if readme.is_file():
+        text = readme.read_text()
+        marker = text.find("## Licen")
+        if marker >= 0:
+            licence = text[marker:].splitlines()[1:3]
+            licence = " ".join(line.strip() for line in licence if line.strip())[:90]
+    return {"name": name, "path": str(root), "docs": docs, "splits": splits, "licence": licence}

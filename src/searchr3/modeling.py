@@ -7,6 +7,8 @@ it; inference here and the trainers call it alike.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import inspect
 import json
 import os
@@ -210,12 +212,23 @@ class SearchR3:
         """Change how many tokens of text are kept per document or query."""
         self.config.max_length = max_length
         self.prompts = PromptBuilder(self.tokenizer, max_length)
+        self.__dict__.pop("fingerprint", None)  # prompts are part of it
 
     # ------------------------------------------------------------------ properties
     @property
     def dim(self) -> int:
         """Vector dimension (the model's hidden size)."""
         return int(self.model.config.hidden_size)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A short hash of the weights, tokenizer size and prompts: keys on-disk caches of outputs."""
+        h = hashlib.blake2b(digest_size=8)
+        for name, tensor in sorted(self.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(f"{len(self.tokenizer)}|{self.prompts.fingerprint}".encode())
+        return h.hexdigest()
 
     @property
     def device(self) -> torch.device:

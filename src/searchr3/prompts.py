@@ -9,6 +9,7 @@ with special tokens split, so a literal "<|embed_token|>" inside a document is p
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -96,6 +97,12 @@ class PromptBuilder:
             "query": self._template(QUERY_SYSTEM, EMBED_TOKEN),
             "reasoning": self._template(REASONING_SYSTEM, ""),
         }
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of every template's ids and max_length: changes when a prompt changes."""
+        parts = [(k, t.prefix, t.suffix) for k, t in sorted(self._templates.items())]
+        return hashlib.sha256(repr((parts, self.max_length)).encode()).hexdigest()[:16]
 
     def _template(self, system: str, prefill: str) -> _Template:
         before, after = render_chat(self.tokenizer, system, prefill)

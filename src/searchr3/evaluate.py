@@ -64,7 +64,8 @@ class RetrievalEvaluator:
         return M.mean(self.run(retriever)[1])
 
 
-def make_retrievers(spec: str, reasoning: str = "off", dtype: str = "auto", use_cache: bool = True) -> list:
+def make_retrievers(spec: str, reasoning: str = "off", dtype: str = "auto", use_cache: bool = True,
+                    batch_size: int | None = None) -> list:
     """Return one retriever per reasoning mode for a model spec: bm25, minilm, a name or a path."""
     if reasoning not in MODES:
         raise ValueError(f"reasoning must be one of {', '.join(MODES)}, got {reasoning!r}")
@@ -75,11 +76,13 @@ def make_retrievers(spec: str, reasoning: str = "off", dtype: str = "auto", use_
     from .modeling import SearchR3
 
     model = SearchR3.from_pretrained(spec, dtype=dtype)
+    if batch_size:
+        model.config.batch_size = batch_size
     return [SearchR3Retriever(model, on, use_cache) for on in MODES[reasoning]]
 
 
 def evaluate_model(spec: str, data: str, split: str = "test", reasoning: str = "off", max_queries: int | None = None,
-                   dtype: str = "auto", use_cache: bool = True) -> dict:
+                   dtype: str = "auto", use_cache: bool = True, batch_size: int | None = None) -> dict:
     """Evaluate a model spec on a dataset split; returns the results record (see `searchr3 eval`)."""
     dataset = load_dataset(data, split)
     evaluator = RetrievalEvaluator(dataset, max_queries)
@@ -90,7 +93,7 @@ def evaluate_model(spec: str, data: str, split: str = "test", reasoning: str = "
                        "queries_judged": len(dataset.queries), "queries_evaluated": len(evaluator.query_ids),
                        "max_queries": max_queries},
               "modes": {}}
-    for retriever in make_retrievers(spec, reasoning, dtype, use_cache):
+    for retriever in make_retrievers(spec, reasoning, dtype, use_cache, batch_size):
         start = time.perf_counter()
         retrieval, scores = evaluator.run(retriever)
         identity = retriever.identity()

@@ -377,8 +377,10 @@ class SearchR3:
             tok = torch.where(force, torch.full_like(tok, self.embed_token_id), tok)
             tok = torch.where(done, torch.full_like(tok, self.pad_token_id), tok)  # finished rows idle
             forced |= force
-            for i in (~done).nonzero().flatten().tolist():
-                generated[i].append(int(tok[i]))
+            ids_now, live = tok.tolist(), (~done).tolist()  # one device sync per step
+            for i in range(B):
+                if live[i]:
+                    generated[i].append(ids_now[i])
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             hidden, cache = self.hidden_states(tok[:, None], mask, next_pos, cache=cache, use_cache=True)
             finishing = ~done & (tok == self.embed_token_id)

@@ -137,8 +137,16 @@ def markdown_table(records: Sequence[dict], baseline_index: dict[str, int] | Non
     return "\n".join(lines)
 
 
+def summary(records: Sequence[dict]) -> list[dict]:
+    """Metrics-only rows (no runs or per-query scores) for a compact JSON beside the report."""
+    return [{"data": f"{r['data']['name']}/{r['data']['split']}", "model": r["model"].get("name", r["model"]["spec"]),
+             "reasoning": mode, "metrics": res["metrics"], "queries": len(res["per_query"]),
+             "seconds": res["timing"]["total_seconds"], "data_fingerprint": r["data"]["fingerprint"]}
+            for r in records for mode, res in r["modes"].items()]
+
+
 def write_report(paths: Sequence[str | Path], output: str | Path) -> tuple[Path, Path]:
-    """Compare result files in one Markdown table and a bar chart; returns (markdown, png) paths."""
+    """Compare result files in one Markdown table, a JSON summary and a bar chart (.md, .json, .png)."""
     records = [json.loads(Path(p).read_text()) for p in paths]
     if not records:
         raise ValueError("no result files given")
@@ -148,6 +156,7 @@ def write_report(paths: Sequence[str | Path], output: str | Path) -> tuple[Path,
     note = ("▲/▼: nDCG@10 significantly above/below the first row of the same data "
             "(paired randomisation test, p < 0.05).")
     output.write_text(f"# searchr3 evaluation report\n\n{table}\n\n{note}\n\n![nDCG@10]({png.name})\n")
+    output.with_suffix(".json").write_text(json.dumps(summary(records), indent=1) + "\n")
     plot_ndcg(records, png)
     return output, png
 

@@ -393,6 +393,7 @@ class SearchR3:
             next_pos = next_pos + 1
         out = []
         for i in range(B):
-            trace = self.tokenizer.decode(generated[i][:-1], skip_special_tokens=True).strip()
+            trace = self.tokenizer.decode(generated[i][:-1], skip_special_tokens=True,
+                                          clean_up_tokenization_spaces=False).strip()
             out.append(Reasoning(trace, bool(forced[i]), generated[i], vectors[i].cpu().numpy()))
         return out

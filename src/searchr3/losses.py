@@ -1,0 +1,84 @@
+"""Stage-1 losses as pure functions on tensors: InfoNCE, triplet, KL to a reference, SFT.
+
+None of these calls a model. Symbols follow the Search-R3 paper: τ (temperature), θ (margin).
+Embeddings are L2-normalised, so dot products are cosine similarities.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def info_nce(queries: torch.Tensor, candidates: torch.Tensor, positive: torch.Tensor, tau: float = 0.05,
+             exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """InfoNCE over cosine similarities: -log softmax(s(q, d⁺)/τ) against every candidate.
+
+    Args:
+        queries: (B, H) L2-normalised query vectors.
+        candidates: (N, H) L2-normalised document vectors: the batch's positives and hard
+            negatives (other queries' positives act as in-batch negatives).
+        positive: (B,) index in `candidates` of each query's positive.
+        tau: temperature τ; 1/τ scales the cosines.
+        exclude: (B, N) bool, True where a candidate must not count as a negative
+            (another copy of a relevant document: a false negative). The positive itself is never excluded.
+
+    Returns:
+        Scalar mean loss over the B queries.
+
+    >>> q = torch.tensor([[1.0, 0.0]]); d = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> round(info_nce(q, d, torch.tensor([0]), tau=1.0).item(), 4)   # -log(e / (e + 1))
+    0.3133
+    """
+    logits = queries @ candidates.T / tau  # (B, N)
+    if exclude is not None:
+        keep_positive = F.one_hot(positive, candidates.shape[0]).bool()  # (B, N)
+        logits = logits.masked_fill(exclude & ~keep_positive, float("-inf"))
+    return F.cross_entropy(logits, positive)
+
+
+def triplet(queries: torch.Tensor, candidates: torch.Tensor, positive: torch.Tensor, margin: float = 0.1,
+            exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """Triplet margin loss on the hardest negative: mean of max(0, θ − s(q, d⁺) + max⁻ s(q, d⁻)).
+
+    Shapes as in `info_nce`; every candidate except the positive (and `exclude`) is a negative.
+
+    >>> q = torch.tensor([[1.0, 0.0]]); d = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    >>> round(triplet(q, d, torch.tensor([0]), margin=0.5).item(), 4)   # 0.5 - 1 + 0.6
+    0.1
+    """
+    sims = queries @ candidates.T  # (B, N)
+    pos = sims.gather(1, positive[:, None]).squeeze(1)  # (B,)
+    not_negative = F.one_hot(positive, candidates.shape[0]).bool()
+    if exclude is not None:
+        not_negative = not_negative | exclude
+    hardest = sims.masked_fill(not_negative, float("-inf")).max(dim=1).values  # (B,)
+    losses = F.relu(margin - pos + hardest)
+    return torch.where(torch.isfinite(hardest), losses, torch.zeros_like(losses)).mean()
+
+
+def kl_to_reference(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean per-token KL(π_θ ‖ π_ref) over masked positions, from full next-token distributions.
+
+    Args:
+        logits: (B, T, V) the trained model's next-token logits.
+        ref_logits: (B, T, V) the frozen reference model's logits on the same inputs.
+        mask: (B, T) bool, True on the positions whose next-token distribution is penalised.
+    """
+    logp = F.log_softmax(logits.float(), dim=-1)
+    logq = F.log_softmax(ref_logits.float(), dim=-1)
+    per_token = (logp.exp() * (logp - logq)).sum(dim=-1)  # (B, T)
+    m = mask.float()
+    return (per_token * m).sum() / m.sum().clamp(min=1)
+
+
+def sft_nll(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Mean next-token cross-entropy: logits (B, T, V) at position t predict labels (B, T) at t + 1.
+
+    Labels equal to `ignore_index` (prompt and padding) do not count.
+    """
+    shifted = logits[:, :-1].float()  # (B, T-1, V)
+    targets = labels[:, 1:]  # (B, T-1)
+    if (targets != ignore_index).sum() == 0:
+        return shifted.sum() * 0.0
+    return F.cross_entropy(shifted.reshape(-1, shifted.shape[-1]), targets.reshape(-1), ignore_index=ignore_index)

@@ -72,10 +72,10 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
             _convert_gguf(BUNDLED_MODELS[name], target)
         return target
     path = Path(name).expanduser()
-    if path.is_dir() and (path / "config.json").is_file():
+    if path.is_dir() and ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
         return path
     if path.exists():
-        raise FileNotFoundError(f"{path} is not a Hugging Face model folder (no config.json)")
+        raise FileNotFoundError(f"{path} is not a Hugging Face model folder (no config.json or adapter_config.json)")
     known = ", ".join(sorted(BUNDLED_MODELS))
     raise FileNotFoundError(f"unknown model {name!r}: not a registered name ({known}) and not a local folder")
 

@@ -169,6 +169,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_sft(args: argparse.Namespace) -> int:
+    from .train.sft import load_sft_config, train_sft
+
+    config = load_sft_config(args.config)
+    output = args.output or f"runs/sft-{Path(args.config).stem}"
+    train_sft(config, output, resume=args.resume)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="searchr3", description="Reason about a query, then embed it.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -221,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", help="results JSON files from `searchr3 eval`")
     p.add_argument("--output", required=True, help="Markdown file to write (the PNG goes beside it)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("train", help="train a model")
+    tsub = p.add_subparsers(dest="train_command", required=True)
+    t = tsub.add_parser("sft", help="Stage 1: representation SFT (SFT + KL + InfoNCE + triplet)")
+    t.add_argument("--config", required=True, help="YAML file with an `sft:` section (see configs/sft.yaml)")
+    t.add_argument("--output", help="output folder; becomes a loadable model (default runs/sft-<config>)")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+    t.set_defaults(func=cmd_train_sft)
 
     p = sub.add_parser("search", help="search an index (it remembers its model)")
     p.add_argument("queries", nargs="+", help="one or more queries")

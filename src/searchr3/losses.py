@@ -57,28 +57,33 @@ def triplet(queries: torch.Tensor, candidates: torch.Tensor, positive: torch.Ten
     return torch.where(torch.isfinite(hardest), losses, torch.zeros_like(losses)).mean()
 
 
-def kl_to_reference(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean per-token KL(π_θ ‖ π_ref) over masked positions, from full next-token distributions.
+def kl_to_reference(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
+    """Mean per-token KL(π_θ ‖ π_ref), exact over the vocabulary.
 
     Args:
-        logits: (B, T, V) the trained model's next-token logits.
-        ref_logits: (B, T, V) the frozen reference model's logits on the same inputs.
-        mask: (B, T) bool, True on the positions whose next-token distribution is penalised.
+        logits: (N, V) the trained model's next-token logits at the N assistant positions.
+        ref_logits: (N, V) the frozen reference model's logits at the same positions.
+
+    >>> x = torch.tensor([[0.0, 1.0]]); kl_to_reference(x, x).item()
+    0.0
     """
+    if logits.shape[0] == 0:
+        return logits.sum() * 0.0
     logp = F.log_softmax(logits.float(), dim=-1)
     logq = F.log_softmax(ref_logits.float(), dim=-1)
-    per_token = (logp.exp() * (logp - logq)).sum(dim=-1)  # (B, T)
-    m = mask.float()
-    return (per_token * m).sum() / m.sum().clamp(min=1)
+    return (logp.exp() * (logp - logq)).sum(dim=-1).mean()
 
 
-def sft_nll(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Mean next-token cross-entropy: logits (B, T, V) at position t predict labels (B, T) at t + 1.
+def sft_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy on the assistant turn.
 
-    Labels equal to `ignore_index` (prompt and padding) do not count.
+    Args:
+        logits: (N, V) logits at the N positions that predict an assistant token.
+        targets: (N,) the assistant token each position should predict.
+
+    >>> round(sft_nll(torch.tensor([[0.0, 0.0]]), torch.tensor([1])).item(), 4)   # log 2
+    0.6931
     """
-    shifted = logits[:, :-1].float()  # (B, T-1, V)
-    targets = labels[:, 1:]  # (B, T-1)
-    if (targets != ignore_index).sum() == 0:
-        return shifted.sum() * 0.0
-    return F.cross_entropy(shifted.reshape(-1, shifted.shape[-1]), targets.reshape(-1), ignore_index=ignore_index)
+    if logits.shape[0] == 0:
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits.float(), targets)

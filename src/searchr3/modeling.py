@@ -114,9 +114,11 @@ def add_embed_token(model, tokenizer) -> bool:
     Returns True when the token was added. The matrix is only grown when the tokenizer
     outgrows it (some models pad their vocab, and shrinking would drop real rows).
     """
-    if EMBED_TOKEN in tokenizer.get_vocab():
-        return False
-    tokenizer.add_tokens([EMBED_TOKEN], special_tokens=True)
+    if EMBED_TOKEN not in tokenizer.get_vocab():
+        tokenizer.add_tokens([EMBED_TOKEN], special_tokens=True)
+    elif tokenizer.convert_tokens_to_ids(EMBED_TOKEN) < model.get_input_embeddings().weight.shape[0]:
+        return False  # tokenizer and weights both have it (a saved full model)
+    # else: a saved tokenizer over base weights (a LoRA adapter): give the base the same new row
     new_id = tokenizer.convert_tokens_to_ids(EMBED_TOKEN)
     inp = model.get_input_embeddings()
     out = model.get_output_embeddings()
@@ -146,7 +148,8 @@ class SearchR3:
     >>> scores = queries @ docs.T
     """
 
-    def __init__(self, model, tokenizer, name: str, config: EmbedConfig | None = None):
+    def __init__(self, model, tokenizer, name: str, config: EmbedConfig | None = None, base: str | None = None):
+        self.base = base or name  # the registered base model a LoRA adapter applies to
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -175,30 +178,46 @@ class SearchR3:
         folder = assets.resolve_model(name_or_path)
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch_dtype = resolve_dtype(dtype, dev)
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, local_files_only=True)
-        add_embed_token(model, tokenizer)
         meta_file = folder / SEARCHR3_FILE
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        is_adapter = (folder / "adapter_config.json").is_file()
+        weights = assets.resolve_model(meta["base"]) if is_adapter else folder
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32, local_files_only=True)
+        add_embed_token(model, tokenizer)
+        if is_adapter:  # a LoRA adapter over a base: apply it, then merge for plain-speed inference
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, folder, is_trainable=False).merge_and_unload()
         if config is None and "config" in meta:
             config = EmbedConfig(**meta["config"])
         is_registered = str(name_or_path) in assets.BUNDLED_MODELS
         name = str(name_or_path) if is_registered else str(Path(folder).resolve())
-        return cls(model.to(device=dev, dtype=torch_dtype), tokenizer, name, config)
+        base = meta.get("base", name) if meta else name
+        return cls(model.to(device=dev, dtype=torch_dtype), tokenizer, name, config, base=base)
 
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write model, tokenizer and settings to `path` atomically (temp folder, then rename)."""
+    def save_pretrained(self, path: str | os.PathLike, keep: Sequence[str] = ()) -> Path:
+        """Write model (or LoRA adapter), tokenizer and settings to `path` atomically.
+
+        The folder is written beside `path` and renamed into place; entries of an existing
+        `path` named in `keep` (e.g. a training run's checkpoints and logs) are carried over.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
         try:
             tmp.chmod(0o755)
-            self.model.save_pretrained(tmp)
+            # A PEFT model saves only the adapter and the new token's row, not the resized matrix.
+            extra = {"save_embedding_layers": False} if hasattr(self.model, "peft_config") else {}
+            self.model.save_pretrained(tmp, **extra)
             self.tokenizer.save_pretrained(tmp)
-            meta = {"embed_token": EMBED_TOKEN, "source": self.name, "config": asdict(self.config)}
+            meta = {"embed_token": EMBED_TOKEN, "source": self.name, "base": self.base, "config": asdict(self.config)}
             (tmp / SEARCHR3_FILE).write_text(json.dumps(meta, indent=2) + "\n")
             old = None
             if path.exists():
+                for name in keep:
+                    if (path / name).exists():
+                        (path / name).rename(tmp / name)
                 old = path.with_name(f".{path.name}.old-{os.getpid()}")
                 path.rename(old)
             tmp.rename(path)
@@ -207,6 +226,29 @@ class SearchR3:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return path
+
+    def attach(self, model) -> None:
+        """Swap in a wrapped model (e.g. a PEFT model around this one) for training."""
+        self.model = model
+        self._backbone = model.get_decoder()
+        self._cache_kw = _kwarg_name(self._backbone.forward, "cache", "past_key_values")
+        self.__dict__.pop("fingerprint", None)
+
+    def load_trainable(self, folder: str | os.PathLike) -> None:
+        """Load weights saved by `save_pretrained` into this (possibly PEFT-wrapped) model in place."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        if (folder / "adapter_model.safetensors").is_file():
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.model, load_file(folder / "adapter_model.safetensors"))
+        else:
+            missing, unexpected = self.model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+            if unexpected or any("lm_head" not in k for k in missing):
+                raise ValueError(f"{folder}: weights do not match the model (missing {missing[:3]}, "
+                                 f"unexpected {unexpected[:3]})")
+        self.__dict__.pop("fingerprint", None)
 
     def set_max_length(self, max_length: int) -> None:
         """Change how many tokens of text are kept per document or query."""

@@ -38,12 +38,14 @@ class Prompt:
     ids: list[int]
     text_tokens: int
     truncated: bool
+    assistant_start: int  # index in ids where the assistant turn's content begins
 
 
 @dataclass(frozen=True)
 class _Template:
     prefix: list[int]  # ids before the user's text
     suffix: list[int]  # ids after it: end of user turn, assistant header, pre-fill
+    prefill: int  # how many of the suffix's last ids are the assistant's pre-filled content
 
 
 def validate_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
@@ -107,13 +109,14 @@ class PromptBuilder:
     def _template(self, system: str, prefill: str) -> _Template:
         before, after = render_chat(self.tokenizer, system, prefill)
         encode = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
-        return _Template(prefix=encode(before), suffix=encode(after))
+        return _Template(prefix=encode(before), suffix=encode(after), prefill=len(encode(prefill)) if prefill else 0)
 
     def _build(self, kind: str, text: str) -> Prompt:
         template = self._templates[kind]
         ids = self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         n = len(ids)
-        return Prompt(template.prefix + ids[: self.max_length] + template.suffix, n, n > self.max_length)
+        full = template.prefix + ids[: self.max_length] + template.suffix
+        return Prompt(full, n, n > self.max_length, len(full) - template.prefill)
 
     def document(self, text: str) -> Prompt:
         """Document prompt; the assistant turn is pre-filled so EMBED_TOKEN is the last id."""
@@ -126,6 +129,10 @@ class PromptBuilder:
     def reasoning(self, text: str) -> Prompt:
         """Reasoning prompt ending at the assistant header; generation continues from it."""
         return self._build("reasoning", text)
+
+    def completed(self, prompt: Prompt, completion: Sequence[int]) -> Prompt:
+        """A reasoning prompt followed by its generated completion (which ends with the embed token)."""
+        return Prompt(prompt.ids + list(completion), prompt.text_tokens, prompt.truncated, prompt.assistant_start)
 
 
 def document_text(title: str, text: str) -> str:

@@ -1,0 +1,1 @@
+"""Training: Stage 1 (representation SFT) in `sft`, its examples in `examples`."""

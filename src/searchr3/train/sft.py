@@ -1,0 +1,327 @@
+"""Stage 1 — representation SFT: teach the model `<|embed_token|>`.
+
+Loss = w_sft·L_SFT + w_kl·L_KL + w_nce·L_InfoNCE + w_triplet·L_Triplet (paper: all weights 1).
+L_SFT and L_KL are on the assistant turn of each query prompt (the model learns to emit the
+token); InfoNCE and triplet are on the vectors read at the token. Queries and documents go
+through the same prompt assembly and the same read-out as inference.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import losses
+from ..config import load_section
+from ..evaluate import RetrievalEvaluator
+from ..baselines import SearchR3Retriever
+from ..modeling import EmbedConfig, SearchR3, cpu_supports_bf16, embed_token_states
+from ..prompts import Prompt
+from .examples import Example, build_examples, pooled_dev_set
+
+
+@dataclass
+class SFTConfig:
+    """Stage-1 settings (configs/sft.yaml, section `sft`)."""
+
+    # data
+    init: str = "smollm2-135m-instruct"  # base model: registered name or folder
+    sources: list[str] = field(default_factory=lambda: ["scifact:train", "birco-wtb:dev", "wiki-known-item:train"])
+    max_per_source: int | None = None  # cap examples per source (None: all)
+    negatives: int = 1  # BM25 hard negatives per query
+    neg_rank_min: int = 3  # skip BM25's top ranks (often unjudged positives)
+    neg_rank_max: int = 30
+    max_length: int = 256  # tokens of query/document text
+    # model
+    lora_r: int = 16  # 0 = full fine-tune
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    # loss (Search-R3: plain sum)
+    w_sft: float = 1.0
+    w_kl: float = 1.0
+    w_infonce: float = 1.0
+    w_triplet: float = 1.0
+    tau: float = 0.05  # InfoNCE temperature τ
+    margin: float = 0.1  # triplet margin θ
+    # optimisation
+    steps: int = 200
+    batch_size: int = 16  # queries per optimiser step (each with a positive and its negatives)
+    grad_accum: int = 1  # micro-batches per step; batch_size must divide by it
+    lr: float = 2e-4  # LoRA; ~3e-5 for a full fine-tune
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    max_grad_norm: float = 1.0
+    bf16: str = "auto"  # autocast: auto (only where bf16 is native), on, off
+    seed: int = 0
+    # logging and evaluation
+    log_every: int = 1
+    eval_every: int = 50  # pooled dev nDCG@10 every N steps (0: never)
+    dev: str = "wiki-known-item:dev"
+    dev_queries: int = 100
+    dev_depth: int = 20
+    save_every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size {self.batch_size} must divide by grad_accum {self.grad_accum}")
+        if self.steps < 1 or self.batch_size < 2:
+            raise ValueError("steps must be >= 1 and batch_size >= 2 (InfoNCE needs in-batch negatives)")
+        if self.bf16 not in ("auto", "on", "off"):
+            raise ValueError(f"bf16 must be auto, on or off, got {self.bf16!r}")
+
+
+def load_sft_config(path: str | os.PathLike) -> SFTConfig:
+    return load_section(path, "sft", SFTConfig)
+
+
+def lr_at(step: int, config: SFTConfig) -> float:
+    """Linear warm-up to lr, then cosine decay to 0 at `steps`."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def prepare_model(config: SFTConfig) -> SearchR3:
+    """Load the base, make only the right parameters trainable (LoRA, or full with token-row embeddings)."""
+    model = SearchR3.from_pretrained(config.init, dtype="fp32", config=EmbedConfig(max_length=config.max_length))
+    if config.lora_r > 0:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                          target_modules="all-linear", trainable_token_indices={"embed_tokens": [model.embed_token_id]})
+        model.attach(get_peft_model(model.model, lora))
+    else:
+        # Full fine-tune, but the (tied) embedding matrix trains only the new token's row:
+        # moving the other rows would also move the LM head.
+        emb = model.model.get_input_embeddings().weight
+        row = torch.zeros_like(emb[:, :1])
+        row[model.embed_token_id] = 1.0
+        emb.register_hook(lambda g: g * row)
+    return model
+
+
+def _assistant_positions(prompts: list[Prompt], width: int) -> tuple[list[int], list[int], list[int]]:
+    """(rows, positions, targets): where a left-padded batch predicts each assistant token."""
+    rows, positions, targets = [], [], []
+    for r, p in enumerate(prompts):
+        offset = width - len(p.ids)
+        for j in range(p.assistant_start, len(p.ids)):
+            rows.append(r)
+            positions.append(offset + j - 1)  # hidden state at j-1 predicts token j
+            targets.append(p.ids[j])
+    return rows, positions, targets
+
+
+class SFTTrainer:
+    """Runs Stage 1: batches, losses, optimiser, JSONL metrics, atomic checkpoints, exact resume."""
+
+    def __init__(self, config: SFTConfig, output: str | os.PathLike, examples: list[Example] | None = None):
+        self.config, self.output = config, Path(output)
+        torch.manual_seed(config.seed)
+        self.model = prepare_model(config)
+        self.examples = examples if examples is not None else build_examples(
+            config.sources, config.negatives, config.neg_rank_min, config.neg_rank_max, config.max_per_source,
+            config.seed)
+        if len(self.examples) < config.batch_size:
+            raise ValueError(f"{len(self.examples)} training examples, fewer than one batch of {config.batch_size}")
+        self.reference = None
+        if config.w_kl > 0 and config.lora_r == 0:
+            self.reference = copy.deepcopy(self.model.model).eval().requires_grad_(False)
+        params = [p for p in self.model.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        use_bf16 = config.bf16 == "on" or (config.bf16 == "auto" and cpu_supports_bf16())
+        self.autocast = torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=use_bf16)
+        self.step = 0
+        self.dev = None
+
+    # ------------------------------------------------------------------ data order
+    def batch_at(self, step: int) -> list[Example]:
+        """The examples of a step: a fixed per-epoch shuffle, so a resumed run sees the same data."""
+        per_epoch = len(self.examples) // self.config.batch_size
+        epoch, index = divmod(step, per_epoch)
+        order = list(range(len(self.examples)))
+        random.Random(self.config.seed * 1000 + epoch).shuffle(order)
+        chosen = order[index * self.config.batch_size:(index + 1) * self.config.batch_size]
+        return [self.examples[i] for i in chosen]
+
+    # ------------------------------------------------------------------ one step
+    def _reference_logits(self, ids, mask, pos, rows, positions) -> torch.Tensor:
+        with torch.no_grad():
+            if self.reference is not None:
+                hidden = self.reference.get_decoder()(input_ids=ids, attention_mask=mask,
+                                                       position_ids=pos).last_hidden_state
+                return self.reference.get_output_embeddings()(hidden[rows, positions])
+            with self.model.model.disable_adapter():
+                hidden, _ = self.model.hidden_states(ids, mask, pos)
+                return self.model.model.get_output_embeddings()(hidden[rows, positions])
+
+    def losses(self, batch: list[Example]) -> dict[str, torch.Tensor]:
+        """All loss terms of one micro-batch; `total` is their weighted sum."""
+        c, m = self.config, self.model
+        q_prompts = [m.prompts.query(e.query) for e in batch]
+        doc_ids = [e.positive_id for e in batch] + [n for e in batch for n in e.negative_ids]
+        doc_texts = [e.positive for e in batch] + [t for e in batch for t in e.negatives]
+        q_ids, q_mask, q_pos = m._collate([p.ids for p in q_prompts])
+        d_ids, d_mask, d_pos = m._collate([m.prompts.document(t).ids for t in doc_texts])
+        rows, positions, targets = _assistant_positions(q_prompts, q_ids.shape[1])
+        with self.autocast:
+            q_hidden, _ = m.hidden_states(q_ids, q_mask, q_pos)
+            d_hidden, _ = m.hidden_states(d_ids, d_mask, d_pos)
+            logits = m.model.get_output_embeddings()(q_hidden[rows, positions])  # (N, V)
+        queries = embed_token_states(q_hidden, q_ids, m.embed_token_id, [e.query_id for e in batch])
+        docs = embed_token_states(d_hidden, d_ids, m.embed_token_id)
+        positive = torch.arange(len(batch), device=queries.device)
+        exclude = torch.tensor([[d in e.relevant_ids for d in doc_ids] for e in batch], device=queries.device)
+        out = {"sft": losses.sft_nll(logits, torch.tensor(targets, device=logits.device)),
+               "infonce": losses.info_nce(queries, docs, positive, c.tau, exclude),
+               "triplet": losses.triplet(queries, docs, positive, c.margin, exclude)}
+        out["kl"] = (losses.kl_to_reference(logits, self._reference_logits(q_ids, q_mask, q_pos, rows, positions))
+                     if c.w_kl > 0 else logits.sum() * 0.0)
+        out["total"] = (c.w_sft * out["sft"] + c.w_kl * out["kl"] + c.w_infonce * out["infonce"]
+                        + c.w_triplet * out["triplet"])
+        out["tokens"] = torch.tensor(float(q_mask.sum() + d_mask.sum()))
+        return out
+
+    def train_step(self) -> dict[str, float]:
+        """One optimiser step over `batch_size` examples in `grad_accum` micro-batches."""
+        c = self.config
+        self.model.model.train()
+        batch = self.batch_at(self.step)
+        micro = c.batch_size // c.grad_accum
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, c)
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, float] = {}
+        for k in range(c.grad_accum):
+            terms = self.losses(batch[k * micro:(k + 1) * micro])
+            (terms["total"] / c.grad_accum).backward()
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0.0) + float(value) / (c.grad_accum if name != "tokens" else 1)
+        params = [p for p in self.model.model.parameters() if p.requires_grad]
+        totals["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm))
+        self.optimizer.step()
+        self.step += 1
+        totals["lr"] = self.optimizer.param_groups[0]["lr"]
+        return totals
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate_dev(self) -> dict[str, float]:
+        """Pooled dev nDCG@10 (direct queries), the number tracked during training."""
+        if self.dev is None:
+            self.dev = RetrievalEvaluator(pooled_dev_set(self.config.dev, self.config.dev_queries,
+                                                         self.config.dev_depth, self.config.seed))
+        self.model.model.eval()
+        scores = self.dev(SearchR3Retriever(self.model, reasoning=False, use_cache=False))
+        return {f"dev_{k}": v for k, v in scores.items()}
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path:
+        """Write model + optimiser + RNG + step to checkpoints/step-N atomically; keep the latest two."""
+        folder = self.output / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"step-{self.step:06d}"
+        tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=folder))
+        self.model.save_pretrained(tmp / "model")
+        torch.save({"step": self.step, "optimizer": self.optimizer.state_dict(),
+                    "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+                    "numpy_rng": np.random.get_state(), "config": asdict(self.config)}, tmp / "trainer_state.pt")
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+        for old in sorted(folder.glob("step-*"))[:-2]:
+            shutil.rmtree(old, ignore_errors=True)
+        return target
+
+    def resume(self) -> bool:
+        """Load the latest checkpoint, if any; returns whether one was found."""
+        checkpoints = sorted((self.output / "checkpoints").glob("step-*"))
+        if not checkpoints:
+            return False
+        latest = checkpoints[-1]
+        state = torch.load(latest / "trainer_state.pt", weights_only=False)
+        self.model.load_trainable(latest / "model")
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        np.random.set_state(state["numpy_rng"])
+        self.step = state["step"]
+        return True
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, resume: bool = False) -> Path:
+        """Train to `steps`, logging JSONL and checkpointing; returns the output folder (a loadable model)."""
+        c = self.config
+        self.output.mkdir(parents=True, exist_ok=True)
+        (self.output / "sft_config.json").write_text(json.dumps(asdict(c), indent=2) + "\n")
+        if resume and self.resume():
+            print(f"resumed from step {self.step}")
+        log = open(self.output / "metrics.jsonl", "a", encoding="utf-8")
+        bar = tqdm(total=c.steps, initial=self.step, desc="sft", unit="step")
+        start = time.perf_counter()
+        while self.step < c.steps:
+            t0 = time.perf_counter()
+            metrics = self.train_step()
+            metrics["seconds"] = time.perf_counter() - t0
+            metrics["tokens_per_s"] = metrics["tokens"] / metrics["seconds"]
+            record = {"step": self.step, **metrics}
+            if c.eval_every and (self.step % c.eval_every == 0 or self.step == c.steps):
+                record.update(self.evaluate_dev())
+            if self.step % c.log_every == 0 or "dev_ndcg@10" in record:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            bar.set_postfix({k: f"{record[k]:.3f}" for k in ("total", "sft", "kl", "infonce", "triplet")}
+                            | ({"dev": f"{record['dev_ndcg@10']:.3f}"} if "dev_ndcg@10" in record else {}))
+            bar.update(1)
+            if c.save_every and self.step % c.save_every == 0 and self.step < c.steps:
+                self.save_checkpoint()
+        bar.close()
+        log.close()
+        self.model.model.eval()
+        self.model.save_pretrained(self.output, keep=("checkpoints", "metrics.jsonl", "sft_config.json", "loss.png"))
+        plot_losses(self.output / "metrics.jsonl", self.output / "loss.png")
+        print(f"trained {c.steps} steps in {time.perf_counter() - start:.0f} s -> {self.output}")
+        return self.output
+
+
+def plot_losses(metrics: Path, path: Path) -> None:
+    """Loss terms (and dev nDCG@10) against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    if not records:
+        return
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for name in ("total", "sft", "kl", "infonce", "triplet"):
+        ax.plot([r["step"] for r in records], [r[name] for r in records], label=name, lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    dev = [r for r in records if "dev_ndcg@10" in r]
+    ax2.plot([r["step"] for r in dev], [r["dev_ndcg@10"] for r in dev], marker="o")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("pooled dev nDCG@10")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def train_sft(config: SFTConfig, output: str | os.PathLike, resume: bool = False) -> Path:
+    """Run Stage 1 with `config`, writing a loadable model to `output`."""
+    return SFTTrainer(config, output).train(resume=resume)

@@ -277,16 +277,23 @@ class SearchR3:
         return next(self.model.parameters()).device
 
     # ------------------------------------------------------------------ batching
-    def _collate(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Left-pad id lists to one length: (ids, attention_mask, position_ids), each (B, T)."""
+    def _collate(self, rows: Sequence[Sequence[int]], side: str = "left") -> tuple[torch.Tensor, torch.Tensor,
+                                                                                   torch.Tensor]:
+        """Pad id lists to one length: (ids, attention_mask, position_ids), each (B, T).
+
+        Inference pads on the left (generation appends on the right). Training pads on the
+        right: a left pad position attends to nothing, and on CUDA such fully masked rows
+        can put NaN into the backward pass even though their outputs are never used.
+        """
         m = self.config.pad_to_multiple
         T = -(-max(len(r) for r in rows) // m) * m
         ids = torch.full((len(rows), T), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), T), dtype=torch.long)
         for i, r in enumerate(rows):
-            ids[i, T - len(r):] = torch.tensor(r, dtype=torch.long)
-            mask[i, T - len(r):] = 1
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # left padding must not shift positions
+            span = slice(T - len(r), T) if side == "left" else slice(0, len(r))
+            ids[i, span] = torch.tensor(r, dtype=torch.long)
+            mask[i, span] = 1
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # padding must not shift positions
         return ids.to(self.device), mask.to(self.device), positions.to(self.device)
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -72,6 +72,7 @@ class SFTConfig:
     dev_queries: int = 100
     dev_depth: int = 20
     save_every: int = 50
+    time_limit_minutes: float | None = None  # stop (and save) once training has run this long
 
     def __post_init__(self) -> None:
         if self.batch_size % self.grad_accum:
@@ -113,14 +114,13 @@ def prepare_model(config: SFTConfig) -> SearchR3:
     return model
 
 
-def _assistant_positions(prompts: list[Prompt], width: int) -> tuple[list[int], list[int], list[int]]:
-    """(rows, positions, targets): where a left-padded batch predicts each assistant token."""
+def _assistant_positions(prompts: list[Prompt]) -> tuple[list[int], list[int], list[int]]:
+    """(rows, positions, targets): where a right-padded batch predicts each assistant token."""
     rows, positions, targets = [], [], []
     for r, p in enumerate(prompts):
-        offset = width - len(p.ids)
         for j in range(p.assistant_start, len(p.ids)):
             rows.append(r)
-            positions.append(offset + j - 1)  # hidden state at j-1 predicts token j
+            positions.append(j - 1)  # the hidden state at j-1 predicts token j
             targets.append(p.ids[j])
     return rows, positions, targets
 
@@ -142,7 +142,8 @@ class SFTTrainer:
             self.reference = copy.deepcopy(self.model.model).eval().requires_grad_(False)
         params = [p for p in self.model.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        use_bf16 = config.bf16 == "on" or (config.bf16 == "auto" and cpu_supports_bf16())
+        native = self.model.device.type == "cuda" or cpu_supports_bf16()
+        use_bf16 = config.bf16 == "on" or (config.bf16 == "auto" and native)
         self.autocast = torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=use_bf16)
         self.step = 0
         self.dev = None
@@ -174,9 +175,9 @@ class SFTTrainer:
         q_prompts = [m.prompts.query(e.query) for e in batch]
         doc_ids = [e.positive_id for e in batch] + [n for e in batch for n in e.negative_ids]
         doc_texts = [e.positive for e in batch] + [t for e in batch for t in e.negatives]
-        q_ids, q_mask, q_pos = m._collate([p.ids for p in q_prompts])
-        d_ids, d_mask, d_pos = m._collate([m.prompts.document(t).ids for t in doc_texts])
-        rows, positions, targets = _assistant_positions(q_prompts, q_ids.shape[1])
+        q_ids, q_mask, q_pos = m._collate([p.ids for p in q_prompts], side="right")
+        d_ids, d_mask, d_pos = m._collate([m.prompts.document(t).ids for t in doc_texts], side="right")
+        rows, positions, targets = _assistant_positions(q_prompts)
         with self.autocast:
             q_hidden, _ = m.hidden_states(q_ids, q_mask, q_pos)
             d_hidden, _ = m.hidden_states(d_ids, d_mask, d_pos)
@@ -209,10 +210,14 @@ class SFTTrainer:
             terms = self.losses(batch[k * micro:(k + 1) * micro])
             (terms["total"] / c.grad_accum).backward()
             for name, value in terms.items():
-                totals[name] = totals.get(name, 0.0) + float(value) / (c.grad_accum if name != "tokens" else 1)
+                totals[name] = totals.get(name, 0.0) + float(value.detach()) / (c.grad_accum if name != "tokens" else 1)
         params = [p for p in self.model.model.parameters() if p.requires_grad]
         totals["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm))
-        self.optimizer.step()
+        totals["skipped"] = float(not math.isfinite(totals["grad_norm"]))
+        if totals["skipped"]:  # one bad batch must not turn every weight into NaN
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            self.optimizer.step()
         self.step += 1
         totals["lr"] = self.optimizer.param_groups[0]["lr"]
         return totals
@@ -272,12 +277,16 @@ class SFTTrainer:
         bar = tqdm(total=c.steps, initial=self.step, desc="sft", unit="step")
         start = time.perf_counter()
         while self.step < c.steps:
+            if c.time_limit_minutes and time.perf_counter() - start > 60 * c.time_limit_minutes:
+                print(f"time limit of {c.time_limit_minutes} min reached at step {self.step}")
+                break
             t0 = time.perf_counter()
             metrics = self.train_step()
             metrics["seconds"] = time.perf_counter() - t0
             metrics["tokens_per_s"] = metrics["tokens"] / metrics["seconds"]
             record = {"step": self.step, **metrics}
-            if c.eval_every and (self.step % c.eval_every == 0 or self.step == c.steps):
+            out_of_time = c.time_limit_minutes and time.perf_counter() - start > 60 * c.time_limit_minutes
+            if c.eval_every and (self.step % c.eval_every == 0 or self.step == c.steps or out_of_time):
                 record.update(self.evaluate_dev())
             if self.step % c.log_every == 0 or "dev_ndcg@10" in record:
                 log.write(json.dumps(record) + "\n")
@@ -292,7 +301,7 @@ class SFTTrainer:
         self.model.model.eval()
         self.model.save_pretrained(self.output, keep=("checkpoints", "metrics.jsonl", "sft_config.json", "loss.png"))
         plot_losses(self.output / "metrics.jsonl", self.output / "loss.png")
-        print(f"trained {c.steps} steps in {time.perf_counter() - start:.0f} s -> {self.output}")
+        print(f"trained to step {self.step} in {time.perf_counter() - start:.0f} s -> {self.output}")
         return self.output
 
 

@@ -1,0 +1,85 @@
+"""Stage-1 trainer on the tiny model: step, resume, LoRA round trip, full fine-tune rules."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from searchr3 import SearchR3
+from searchr3.train.examples import Example, parse_source
+from searchr3.train.sft import SFTConfig, SFTTrainer, lr_at
+
+TOPICS = ["rain and clouds", "stars and planets", "cells and genes", "rivers and seas", "cars and roads",
+          "music and songs", "bread and flour", "snow and ice"]
+
+
+def _examples():
+    out = []
+    for i, topic in enumerate(TOPICS):
+        neg = TOPICS[(i + 3) % len(TOPICS)]
+        out.append(Example("toy:train", f"q{i}", f"tell me about {topic}", f"d{i}", f"A text on {topic}.",
+                           (f"d{(i + 3) % len(TOPICS)}",), (f"A text on {neg}.",), frozenset({f"d{i}"})))
+    return out
+
+
+def _config(tiny_folder, **kw):
+    base = dict(init=str(tiny_folder), sources=["toy:train"], steps=4, batch_size=4, max_length=16, lr=1e-3,
+                warmup_steps=1, eval_every=0, save_every=0, lora_r=4)
+    base.update(kw)
+    return SFTConfig(**base)
+
+
+def test_config_and_sources_are_checked():
+    with pytest.raises(ValueError, match="must divide by grad_accum"):
+        SFTConfig(batch_size=6, grad_accum=4)
+    with pytest.raises(ValueError, match="test split"):
+        parse_source("scifact:test")
+    with pytest.raises(ValueError, match="must name a split"):
+        parse_source("scifact")
+    c = SFTConfig(lr=1.0, warmup_steps=2, steps=12)
+    assert [round(lr_at(s, c), 3) for s in (0, 1, 2, 7, 12)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+
+
+def test_resume_continues_exactly(tiny_folder, tmp_path):
+    straight = SFTTrainer(_config(tiny_folder), tmp_path / "a", _examples())
+    reference = [straight.train_step()["total"] for _ in range(4)]
+
+    first = SFTTrainer(_config(tiny_folder), tmp_path / "b", _examples())
+    first.train_step()
+    first.train_step()
+    first.save_checkpoint()
+    del first  # the process "dies" here
+    resumed = SFTTrainer(_config(tiny_folder), tmp_path / "b", _examples())
+    assert resumed.resume() and resumed.step == 2
+    after = [resumed.train_step()["total"] for _ in range(2)]
+    np.testing.assert_allclose(after, reference[2:], rtol=1e-5)
+
+
+def test_lora_run_saves_a_loadable_model(tiny_folder, tmp_path):
+    trainer = SFTTrainer(_config(tiny_folder, steps=3), tmp_path / "run", _examples())
+    out = trainer.train()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert all(np.isfinite(r[k]) for r in records for k in ("total", "sft", "kl", "infonce", "triplet"))
+    assert (out / "loss.png").is_file() and (out / "adapter_model.safetensors").stat().st_size < 2_000_000
+    trainer.model.model.eval()
+    texts = ["A text on snow and ice.", "tell me about bread"]
+    expected = trainer.model.embed_documents(texts)
+    loaded = SearchR3.from_pretrained(out, dtype="fp32", device="cpu")
+    np.testing.assert_allclose(loaded.embed_documents(texts), expected, atol=1e-5)
+    base = SearchR3.from_pretrained(tiny_folder, dtype="fp32", device="cpu")
+    row = loaded.embed_token_id
+    moved = loaded.model.get_input_embeddings().weight[row] - base.model.get_input_embeddings().weight[row]
+    assert moved.abs().max() > 0  # the new token's row trained and was saved with the adapter
+
+
+def test_full_finetune_moves_only_the_token_row_of_embeddings(tiny_folder, tmp_path):
+    trainer = SFTTrainer(_config(tiny_folder, lora_r=0, steps=2, lr=1e-2), tmp_path / "full", _examples())
+    before = trainer.model.model.get_input_embeddings().weight.detach().clone()
+    layer_before = trainer.model.model.model.layers[0].mlp.up_proj.weight.detach().clone()
+    trainer.train_step()
+    after = trainer.model.model.get_input_embeddings().weight.detach()
+    changed = (after != before).any(dim=1).nonzero().flatten().tolist()
+    assert changed == [trainer.model.embed_token_id]
+    assert not torch.equal(layer_before, trainer.model.model.model.layers[0].mlp.up_proj.weight)

@@ -29,6 +29,7 @@ from ..evaluate import RetrievalEvaluator
 from ..baselines import SearchR3Retriever
 from ..modeling import EmbedConfig, SearchR3, cpu_supports_bf16, embed_token_states
 from ..prompts import Prompt
+from . import distributed
 from .examples import Example, build_examples, pooled_dev_set
 
 
@@ -130,6 +131,10 @@ class SFTTrainer:
 
     def __init__(self, config: SFTConfig, output: str | os.PathLike, examples: list[Example] | None = None):
         self.config, self.output = config, Path(output)
+        distributed.init()
+        if config.batch_size % (config.grad_accum * distributed.world()):
+            raise ValueError(f"batch_size {config.batch_size} must divide by grad_accum × processes "
+                             f"({config.grad_accum} × {distributed.world()})")
         torch.manual_seed(config.seed)
         self.model = prepare_model(config)
         self.examples = examples if examples is not None else build_examples(
@@ -170,11 +175,18 @@ class SFTTrainer:
                 return self.model.model.get_output_embeddings()(hidden[rows, positions])
 
     def losses(self, batch: list[Example]) -> dict[str, torch.Tensor]:
-        """All loss terms of one micro-batch; `total` is their weighted sum."""
+        """All loss terms of one global micro-batch on this rank's shard; `total` is their weighted sum.
+
+        Each rank embeds its shard's queries and documents; document vectors are gathered
+        from all ranks, so InfoNCE and triplet see the whole global batch as candidates.
+        """
         c, m = self.config, self.model
-        q_prompts = [m.prompts.query(e.query) for e in batch]
-        doc_ids = [e.positive_id for e in batch] + [n for e in batch for n in e.negative_ids]
-        doc_texts = [e.positive for e in batch] + [t for e in batch for t in e.negatives]
+        w = distributed.world()
+        shards = [batch[r * len(batch) // w:(r + 1) * len(batch) // w] for r in range(w)]
+        local = shards[distributed.rank()]
+        q_prompts = [m.prompts.query(e.query) for e in local]
+        doc_ids = [d for part in shards for d in [e.positive_id for e in part] + [n for e in part for n in e.negative_ids]]
+        doc_texts = [e.positive for e in local] + [t for e in local for t in e.negatives]
         q_ids, q_mask, q_pos = m._collate([p.ids for p in q_prompts], side="right")
         d_ids, d_mask, d_pos = m._collate([m.prompts.document(t).ids for t in doc_texts], side="right")
         rows, positions, targets = _assistant_positions(q_prompts)
@@ -182,10 +194,11 @@ class SFTTrainer:
             q_hidden, _ = m.hidden_states(q_ids, q_mask, q_pos)
             d_hidden, _ = m.hidden_states(d_ids, d_mask, d_pos)
             logits = m.model.get_output_embeddings()(q_hidden[rows, positions])  # (N, V)
-        queries = embed_token_states(q_hidden, q_ids, m.embed_token_id, [e.query_id for e in batch])
-        docs = embed_token_states(d_hidden, d_ids, m.embed_token_id)
-        positive = torch.arange(len(batch), device=queries.device)
-        exclude = torch.tensor([[d in e.relevant_ids for d in doc_ids] for e in batch], device=queries.device)
+        queries = embed_token_states(q_hidden, q_ids, m.embed_token_id, [e.query_id for e in local])
+        docs = distributed.gather(embed_token_states(d_hidden, d_ids, m.embed_token_id))  # (world·n_docs, H)
+        offset = distributed.rank() * len(doc_texts)  # this shard's documents start here in the gather
+        positive = offset + torch.arange(len(local), device=queries.device)
+        exclude = torch.tensor([[d in e.relevant_ids for d in doc_ids] for e in local], device=queries.device)
         out = {"sft": losses.sft_nll(logits, torch.tensor(targets, device=logits.device)),
                "infonce": losses.info_nce(queries, docs, positive, c.tau, exclude),
                "triplet": losses.triplet(queries, docs, positive, c.margin, exclude)}
@@ -210,8 +223,11 @@ class SFTTrainer:
             terms = self.losses(batch[k * micro:(k + 1) * micro])
             (terms["total"] / c.grad_accum).backward()
             for name, value in terms.items():
-                totals[name] = totals.get(name, 0.0) + float(value.detach()) / (c.grad_accum if name != "tokens" else 1)
+                v = float(value.detach())
+                v = v * distributed.world() if name == "tokens" else distributed.mean(v) / c.grad_accum
+                totals[name] = totals.get(name, 0.0) + v
         params = [p for p in self.model.model.parameters() if p.requires_grad]
+        distributed.average_gradients(params)
         totals["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm))
         totals["skipped"] = float(not math.isfinite(totals["grad_norm"]))
         if totals["skipped"]:  # one bad batch must not turn every weight into NaN
@@ -270,11 +286,12 @@ class SFTTrainer:
         """Train to `steps`, logging JSONL and checkpointing; returns the output folder (a loadable model)."""
         c = self.config
         self.output.mkdir(parents=True, exist_ok=True)
-        (self.output / "sft_config.json").write_text(json.dumps(asdict(c), indent=2) + "\n")
+        if distributed.is_main():
+            (self.output / "sft_config.json").write_text(json.dumps(asdict(c), indent=2) + "\n")
         if resume and self.resume():
             print(f"resumed from step {self.step}")
-        log = open(self.output / "metrics.jsonl", "a", encoding="utf-8")
-        bar = tqdm(total=c.steps, initial=self.step, desc="sft", unit="step")
+        log = open(self.output / "metrics.jsonl", "a", encoding="utf-8") if distributed.is_main() else None
+        bar = tqdm(total=c.steps, initial=self.step, desc="sft", unit="step", disable=not distributed.is_main())
         start = time.perf_counter()
         while self.step < c.steps:
             if c.time_limit_minutes and time.perf_counter() - start > 60 * c.time_limit_minutes:
@@ -287,20 +304,28 @@ class SFTTrainer:
             record = {"step": self.step, **metrics}
             out_of_time = c.time_limit_minutes and time.perf_counter() - start > 60 * c.time_limit_minutes
             if c.eval_every and (self.step % c.eval_every == 0 or self.step == c.steps or out_of_time):
-                record.update(self.evaluate_dev())
-            if self.step % c.log_every == 0 or "dev_ndcg@10" in record:
+                if distributed.is_main():
+                    record.update(self.evaluate_dev())
+                distributed.barrier()
+            if log is not None and (self.step % c.log_every == 0 or "dev_ndcg@10" in record):
                 log.write(json.dumps(record) + "\n")
                 log.flush()
             bar.set_postfix({k: f"{record[k]:.3f}" for k in ("total", "sft", "kl", "infonce", "triplet")}
                             | ({"dev": f"{record['dev_ndcg@10']:.3f}"} if "dev_ndcg@10" in record else {}))
             bar.update(1)
             if c.save_every and self.step % c.save_every == 0 and self.step < c.steps:
-                self.save_checkpoint()
+                if distributed.is_main():
+                    self.save_checkpoint()
+                distributed.barrier()
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
         self.model.model.eval()
-        self.model.save_pretrained(self.output, keep=("checkpoints", "metrics.jsonl", "sft_config.json", "loss.png"))
-        plot_losses(self.output / "metrics.jsonl", self.output / "loss.png")
+        if distributed.is_main():
+            self.model.save_pretrained(self.output, keep=("checkpoints", "metrics.jsonl", "sft_config.json",
+                                                          "loss.png"))
+            plot_losses(self.output / "metrics.jsonl", self.output / "loss.png")
+        distributed.barrier()
         print(f"trained to step {self.step} in {time.perf_counter() - start:.0f} s -> {self.output}")
         return self.output
 

@@ -1,0 +1,19 @@
+"""Run by test_distributed.py under `torchrun --nproc_per_node 2`: one SFT step on the tiny model."""
+
+import json
+import sys
+
+import torch
+
+from test_sft import _config, _examples
+
+from searchr3.train import distributed
+from searchr3.train.sft import SFTTrainer
+
+folder, out = sys.argv[1], sys.argv[2]
+trainer = SFTTrainer(_config(folder, batch_size=8, lr=1e-2), out + "/run", _examples())
+totals = trainer.train_step()
+checksum = sum(float(p.detach().double().sum()) for p in trainer.model.model.parameters() if p.requires_grad)
+if distributed.is_main():
+    json.dump({"totals": totals, "checksum": checksum, "world": distributed.world()}, open(out + "/result.json", "w"))
+torch.distributed.destroy_process_group()

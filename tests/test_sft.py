@@ -83,3 +83,20 @@ def test_full_finetune_moves_only_the_token_row_of_embeddings(tiny_folder, tmp_p
     changed = (after != before).any(dim=1).nonzero().flatten().tolist()
     assert changed == [trainer.model.embed_token_id]
     assert not torch.equal(layer_before, trainer.model.model.model.layers[0].mlp.up_proj.weight)
+
+
+def test_reasoning_examples_use_self_traces_and_kl(tiny_folder, tmp_path, monkeypatch):
+    import searchr3.cache
+
+    monkeypatch.setattr(searchr3.cache, "cache_dir", lambda: tmp_path)
+    trainer = SFTTrainer(_config(tiny_folder, reasoning_fraction=0.5, reasoning_tokens=3), tmp_path / "r",
+                         _examples())
+    assert len(trainer.traces) == 4
+    reasoned = next(e for e in trainer.examples if e.query_id in trainer.traces)
+    prompt = trainer.query_prompt(reasoned)
+    assert prompt.ids[-1] == trainer.model.embed_token_id
+    assert len(prompt.ids) - prompt.assistant_start == len(trainer.traces[reasoned.query_id]) == 4
+    terms = trainer.losses([e for e in trainer.examples if e.query_id in trainer.traces][:4])
+    assert terms["kl"].item() >= 0 and torch.isfinite(terms["total"])
+    direct = trainer.losses([e for e in trainer.examples if e.query_id not in trainer.traces][:4])
+    assert direct["kl"].item() == 0.0  # a direct query's only assistant token is the new token: no KL there

@@ -45,6 +45,8 @@ class SFTConfig:
     neg_rank_min: int = 3  # skip BM25's top ranks (often unjudged positives)
     neg_rank_max: int = 30
     max_length: int = 256  # tokens of query/document text
+    reasoning_fraction: float = 0.0  # share of queries trained in reasoning form, with the model's own trace
+    reasoning_tokens: int = 64  # budget of those self-generated traces
     # model
     lora_r: int = 16  # 0 = full fine-tune
     lora_alpha: int = 32
@@ -76,6 +78,8 @@ class SFTConfig:
     time_limit_minutes: float | None = None  # stop (and save) once training has run this long
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.reasoning_fraction <= 1.0:
+            raise ValueError(f"reasoning_fraction must be in [0, 1], got {self.reasoning_fraction}")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size {self.batch_size} must divide by grad_accum {self.grad_accum}")
         if self.steps < 1 or self.batch_size < 2:
@@ -142,6 +146,7 @@ class SFTTrainer:
             config.seed)
         if len(self.examples) < config.batch_size:
             raise ValueError(f"{len(self.examples)} training examples, fewer than one batch of {config.batch_size}")
+        self.traces = self._self_traces() if config.reasoning_fraction > 0 else {}
         self.reference = None
         if config.w_kl > 0 and config.lora_r == 0:
             self.reference = copy.deepcopy(self.model.model).eval().requires_grad_(False)
@@ -152,6 +157,28 @@ class SFTTrainer:
         self.autocast = torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=use_bf16)
         self.step = 0
         self.dev = None
+
+    def _self_traces(self) -> dict[str, list[int]]:
+        """Greedy traces of the initial model for a seeded share of the queries (cached on disk).
+
+        Those queries are trained in reasoning form: prompt + the model's own analysis + the
+        token, so L_SFT teaches it to end its reasoning with the token and L_KL keeps the
+        analysis close to what the base model writes.
+        """
+        from ..cache import ReasoningCache
+
+        queries = sorted({(e.query_id, e.query) for e in self.examples})
+        chosen = random.Random(self.config.seed).sample(queries, round(self.config.reasoning_fraction * len(queries)))
+        results = ReasoningCache().reason(self.model, [q for _, q in chosen],
+                                          max_new_tokens=self.config.reasoning_tokens, show_progress=True)
+        return {qid: r.token_ids for (qid, _), r in zip(chosen, results)}
+
+    def query_prompt(self, example: Example) -> Prompt:
+        """The training prompt of a query: direct, or reasoning with its self-generated trace."""
+        prompts = self.model.prompts
+        if example.query_id in self.traces:
+            return prompts.completed(prompts.reasoning(example.query), self.traces[example.query_id])
+        return prompts.query(example.query)
 
     # ------------------------------------------------------------------ data order
     def batch_at(self, step: int) -> list[Example]:
@@ -184,7 +211,7 @@ class SFTTrainer:
         w = distributed.world()
         shards = [batch[r * len(batch) // w:(r + 1) * len(batch) // w] for r in range(w)]
         local = shards[distributed.rank()]
-        q_prompts = [m.prompts.query(e.query) for e in local]
+        q_prompts = [self.query_prompt(e) for e in local]
         doc_ids = [d for part in shards for d in [e.positive_id for e in part] + [n for e in part for n in e.negative_ids]]
         doc_texts = [e.positive for e in local] + [t for e in local for t in e.negatives]
         q_ids, q_mask, q_pos = m._collate([p.ids for p in q_prompts], side="right")
@@ -202,8 +229,14 @@ class SFTTrainer:
         out = {"sft": losses.sft_nll(logits, torch.tensor(targets, device=logits.device)),
                "infonce": losses.info_nce(queries, docs, positive, c.tau, exclude),
                "triplet": losses.triplet(queries, docs, positive, c.margin, exclude)}
-        out["kl"] = (losses.kl_to_reference(logits, self._reference_logits(q_ids, q_mask, q_pos, rows, positions))
-                     if c.w_kl > 0 else logits.sum() * 0.0)
+        # KL only where the base has a distribution worth keeping: not on the new token itself,
+        # which the base never saw and which L_SFT must teach.
+        kl_at = [i for i, t in enumerate(targets) if t != m.embed_token_id]
+        if c.w_kl > 0 and kl_at:
+            ref = self._reference_logits(q_ids, q_mask, q_pos, [rows[i] for i in kl_at], [positions[i] for i in kl_at])
+            out["kl"] = losses.kl_to_reference(logits[kl_at], ref)
+        else:
+            out["kl"] = logits.sum() * 0.0
         out["total"] = (c.w_sft * out["sft"] + c.w_kl * out["kl"] + c.w_infonce * out["infonce"]
                         + c.w_triplet * out["triplet"])
         out["tokens"] = torch.tensor(float(q_mask.sum() + d_mask.sum()))

@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
-# `make demo`: index part of a bundled corpus with the bundled base model, then search it
-# with and without reasoning. Later stages (SFT, RL, evaluation) extend this script.
+# `make demo` (about 13 minutes on 2 CPU cores): a short Stage-1 SFT of the bundled model,
+# then the base and the SFT model each index the same SciFact abstracts and answer the same
+# queries, with and without reasoning.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SR3=.venv/bin/searchr3
 OUT=runs/demo
-DOCS=${DEMO_DOCS:-500}     # SciFact abstracts to index (all 5,183 take ~30 min on 2 CPU cores)
+DOCS=${DEMO_DOCS:-300}     # SciFact abstracts to index (all 5,183 take ~25 min per model on 2 cores)
 mkdir -p "$OUT"
 
-echo "== 1. index the first $DOCS SciFact abstracts with smollm2-135m-instruct (untrained base)"
-$SR3 index build --model smollm2-135m-instruct --corpus scifact --limit "$DOCS" \
-    --config configs/quickstart.yaml --max-length 128 --out "$OUT/index"
+echo "== 1. Stage 1: a short LoRA SFT of smollm2-135m-instruct on SciFact train (configs/sft-quick.yaml)"
+$SR3 train sft --config configs/sft-quick.yaml --output "$OUT/sft"
+python3 - "$OUT/sft/metrics.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+dev = [(r["step"], r["dev_ndcg@10"]) for r in rows if "dev_ndcg@10" in r]
+print("pooled dev nDCG@10 (birco-wtb dev sample) by step:", ", ".join(f"{s}: {v:.3f}" for s, v in dev))
+PY
 
 QUERIES=(
   "cold exposure makes atherosclerotic plaques grow"
   "green tea changes how cancer chemotherapy works"
   "a fluorescent probe for imaging actin filaments in living cells"
 )
-echo "== 2. search without reasoning (one forward pass per query)"
-$SR3 search --index "$OUT/index" --config configs/quickstart.yaml -k 3 "${QUERIES[@]}"
-echo "== 3. search with reasoning (the model analyses each query, then emits <|embed_token|>)"
-$SR3 search --index "$OUT/index" --config configs/quickstart.yaml -k 3 --reasoning "${QUERIES[@]}"
+for model in smollm2-135m-instruct "$OUT/sft"; do
+  name=$(basename "$model")
+  echo "== 2. index the first $DOCS SciFact abstracts with $name"
+  $SR3 index build --model "$model" --corpus scifact --limit "$DOCS" --max-length 128 --out "$OUT/index-$name"
+  echo "== 3. $name: search without reasoning, then with reasoning"
+  $SR3 search --index "$OUT/index-$name" -k 3 "${QUERIES[@]}"
+  $SR3 search --index "$OUT/index-$name" -k 3 --reasoning --max-new-tokens 48 "${QUERIES[@]}"
+done
 echo
-echo "The base model has never been taught the embed token: expect weak rankings here."
-echo "Stage 1 (SFT) and Stage 2 (RL) are what make it a retriever."
+echo "Twenty SFT steps on a CPU only start teaching the token; configs/sft.yaml is the full recipe."

@@ -324,6 +324,12 @@ class SFTTrainer:
         if resume and self.resume():
             print(f"resumed from step {self.step}")
         log = open(self.output / "metrics.jsonl", "a", encoding="utf-8") if distributed.is_main() else None
+        if c.eval_every and self.step == 0:  # the starting point, so the curve shows what training changed
+            if distributed.is_main():
+                start_scores = self.evaluate_dev()
+                log.write(json.dumps({"step": 0, **start_scores}) + "\n")
+                print(f"pooled dev nDCG@10 before training: {start_scores['dev_ndcg@10']:.3f}")
+            distributed.barrier()
         bar = tqdm(total=c.steps, initial=self.step, desc="sft", unit="step", disable=not distributed.is_main())
         start = time.perf_counter()
         while self.step < c.steps:
@@ -370,7 +376,8 @@ def plot_losses(metrics: Path, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    every = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    records = [r for r in every if "total" in r]
     if not records:
         return
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
@@ -380,7 +387,7 @@ def plot_losses(metrics: Path, path: Path) -> None:
     ax.set_ylabel("loss")
     ax.set_yscale("log")
     ax.legend()
-    dev = [r for r in records if "dev_ndcg@10" in r]
+    dev = [r for r in every if "dev_ndcg@10" in r]
     ax2.plot([r["step"] for r in dev], [r["dev_ndcg@10"] for r in dev], marker="o")
     ax2.set_xlabel("step")
     ax2.set_ylabel("pooled dev nDCG@10")

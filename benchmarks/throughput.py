@@ -79,7 +79,7 @@ def generate_then_reencode(model: SearchR3, queries: list[str], batch: int, budg
     eos = [model.embed_token_id, model.tokenizer.eos_token_id]
     for start in range(0, len(queries), batch):
         rows = [model.prompts.reasoning(q).ids for q in queries[start:start + batch]]
-        ids, mask, _ = model._collate(rows)
+        ids, mask, _ = model.collate(rows)
         with torch.inference_mode():
             out = model.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=budget, do_sample=False,
                                        eos_token_id=eos, pad_token_id=model.pad_token_id)
@@ -92,7 +92,7 @@ def generate_then_reencode(model: SearchR3, queries: list[str], batch: int, budg
                 gen.append(t)
             token_lists.append(gen + [model.embed_token_id])
             full.append(row + gen + [model.embed_token_id])
-        f_ids, f_mask, f_pos = model._collate(full)
+        f_ids, f_mask, f_pos = model.collate(full)
         with torch.inference_mode():
             hidden, _ = model.hidden_states(f_ids, f_mask, f_pos)
         vectors.append(embed_token_states(hidden, f_ids, model.embed_token_id).numpy())

@@ -72,7 +72,7 @@ def test_batch_equals_one_by_one_with_mixed_lengths(tiny):
 def test_readout_position_matches_unpadded_forward(tiny):
     """The collated batch reads the state at the embed token, same as each row alone."""
     prompts = [tiny.prompts.document(d).ids for d in DOCS]
-    ids, mask, pos = tiny._collate(prompts)
+    ids, mask, pos = tiny.collate(prompts)
     assert (ids[:, -1] == tiny.embed_token_id).all()  # left padding puts every token last
     with torch.inference_mode():
         hidden, _ = tiny.hidden_states(ids, mask, pos)

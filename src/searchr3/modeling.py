@@ -277,7 +277,7 @@ class SearchR3:
         return next(self.model.parameters()).device
 
     # ------------------------------------------------------------------ batching
-    def _collate(self, rows: Sequence[Sequence[int]], side: str = "left") -> tuple[torch.Tensor, torch.Tensor,
+    def collate(self, rows: Sequence[Sequence[int]], side: str = "left") -> tuple[torch.Tensor, torch.Tensor,
                                                                                    torch.Tensor]:
         """Pad id lists to one length: (ids, attention_mask, position_ids), each (B, T).
 
@@ -330,7 +330,7 @@ class SearchR3:
         with torch.inference_mode(), tqdm(total=len(prompts), desc=desc, unit="text", disable=not show) as bar:
             for start in range(0, len(order), bs):
                 idx = order[start:start + bs]
-                ids, mask, pos = self._collate([prompts[i].ids for i in idx])
+                ids, mask, pos = self.collate([prompts[i].ids for i in idx])
                 hidden, _ = self.hidden_states(ids, mask, pos)
                 out[idx] = embed_token_states(hidden, ids, self.embed_token_id).cpu().numpy()
                 bar.update(len(idx))
@@ -410,7 +410,7 @@ class SearchR3:
     def _reason_batch(self, rows: list[list[int]], budget: int, sampling, generator) -> list[Reasoning]:
         """Decode one left-padded batch with a KV cache until every row has fed its embed token."""
         B = len(rows)
-        ids, mask, pos = self._collate(rows)
+        ids, mask, pos = self.collate(rows)
         hidden, cache = self.hidden_states(ids, mask, pos, use_cache=True)
         head = self.model.get_output_embeddings()
         logits = head(hidden[:, -1])  # (B, V)

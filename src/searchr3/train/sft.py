@@ -214,8 +214,8 @@ class SFTTrainer:
         q_prompts = [self.query_prompt(e) for e in local]
         doc_ids = [d for part in shards for d in [e.positive_id for e in part] + [n for e in part for n in e.negative_ids]]
         doc_texts = [e.positive for e in local] + [t for e in local for t in e.negatives]
-        q_ids, q_mask, q_pos = m._collate([p.ids for p in q_prompts], side="right")
-        d_ids, d_mask, d_pos = m._collate([m.prompts.document(t).ids for t in doc_texts], side="right")
+        q_ids, q_mask, q_pos = m.collate([p.ids for p in q_prompts], side="right")
+        d_ids, d_mask, d_pos = m.collate([m.prompts.document(t).ids for t in doc_texts], side="right")
         rows, positions, targets = _assistant_positions(q_prompts)
         with self.autocast:
             q_hidden, _ = m.hidden_states(q_ids, q_mask, q_pos)

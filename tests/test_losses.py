@@ -61,3 +61,14 @@ def test_losses_have_finite_gradients():
     total = info_nce(q, d, torch.arange(4), 0.05, exclude) + triplet(q, d, torch.arange(4), 0.1, exclude)
     total.backward()
     assert torch.isfinite(q.grad).all() and torch.isfinite(d.grad).all()
+
+
+def test_docstring_examples_hold():
+    import doctest
+
+    import searchr3.losses
+    import searchr3.metrics
+
+    for module in (searchr3.losses, searchr3.metrics):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__

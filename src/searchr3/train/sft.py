@@ -385,12 +385,16 @@ def plot_losses(metrics: Path, path: Path) -> None:
         ax.plot([r["step"] for r in records], [r[name] for r in records], label=name, lw=1)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_yscale("log")
+    ax.set_yscale("symlog", linthresh=1e-4)  # KL and triplet reach exactly 0
     ax.legend()
     dev = [r for r in every if "dev_ndcg@10" in r]
-    ax2.plot([r["step"] for r in dev], [r["dev_ndcg@10"] for r in dev], marker="o")
-    ax2.set_xlabel("step")
-    ax2.set_ylabel("pooled dev nDCG@10")
+    if dev:
+        ax2.plot([r["step"] for r in dev], [r["dev_ndcg@10"] for r in dev], marker="o")
+        ax2.set_xlabel("step")
+        ax2.set_ylabel("pooled dev nDCG@10")
+    else:
+        ax2.axis("off")
+        ax2.text(0.5, 0.5, "no dev evaluation (eval_every: 0)", ha="center", va="center")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -144,7 +144,7 @@ class SearchR3Retriever:
                 results = self.reasoning_cache.reason(self.model, texts, show_progress=True)
             else:
                 results = self.model.reason(texts, show_progress=True)
-            vectors = np.stack([r.vector for r in results]) if results else np.zeros((0, self.model.dim), np.float32)
+            vectors = self.model.stack(results)
             traces = {q: {"trace": r.trace, "forced": r.forced} for q, r in zip(qids, results)}
         else:
             vectors = self.model.embed_queries(texts, show_progress=True)

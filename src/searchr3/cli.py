@@ -67,7 +67,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         vectors = model.embed_documents(texts)
     elif args.reasoning:
         traces = model.reason(texts)
-        vectors = np.stack([r.vector for r in traces]) if traces else np.zeros((0, model.dim), np.float32)
+        vectors = model.stack(traces)
     else:
         vectors = model.embed_queries(texts)
     if args.output and args.output.endswith(".npy"):

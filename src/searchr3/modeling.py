@@ -355,10 +355,14 @@ class SearchR3:
         texts = validate_texts(texts)
         if reasoning:
             results = self.reason(texts, batch_size=batch_size, show_progress=show_progress)
-            return np.stack([r.vector for r in results]) if results else np.zeros((0, self.dim), np.float32)
+            return self.stack(results)
         prompts = [self.prompts.query(t) for t in texts]
         self._warn_truncated(prompts, "texts")
         return self._embed_prompts(prompts, batch_size, "queries", show_progress)
+
+    def stack(self, results: Sequence[Reasoning]) -> np.ndarray:
+        """Return the vectors of `reason` results as one (N, H) float32 array ((0, H) when empty)."""
+        return np.stack([r.vector for r in results]) if results else np.zeros((0, self.dim), np.float32)
 
     def reason(self, texts: Sequence[str], *, max_new_tokens: int | None = None, sample: bool = False,
                temperature: float | None = None, top_p: float | None = None, seed: int | None = None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from .data import Document
 from .index import VectorIndex
@@ -47,7 +46,7 @@ def search(model: SearchR3, index: VectorIndex, queries: Sequence[str], k: int =
     traces = None
     if reasoning:
         traces = model.reason(queries)
-        vectors = np.stack([r.vector for r in traces]) if traces else np.zeros((0, model.dim), np.float32)
+        vectors = model.stack(traces)
     else:
         vectors = model.embed_queries(queries)
     scores, ids = index.search(vectors, k)

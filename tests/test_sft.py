@@ -63,6 +63,10 @@ def test_lora_run_saves_a_loadable_model(tiny_folder, tmp_path):
     assert [r["step"] for r in records] == [1, 2, 3]
     assert all(np.isfinite(r[k]) for r in records for k in ("total", "sft", "kl", "infonce", "triplet"))
     assert (out / "loss.png").is_file() and (out / "adapter_model.safetensors").stat().st_size < 2_000_000
+    card = (out / "README.md").read_text()  # our card, not PEFT's boilerplate
+    assert "More Information Needed" not in card and "Steps trained: 3" in card and "toy:train: 8" in card
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_folder)
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 3
     trainer.model.model.eval()
     texts = ["A text on snow and ice.", "tell me about bread"]
     expected = trainer.model.embed_documents(texts)

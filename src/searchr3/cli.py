@@ -10,6 +10,8 @@ import time
 import warnings
 from pathlib import Path
 
+from .runtime import tune_malloc
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # searchr3 never downloads; fail fast instead of hanging
 
 
@@ -35,10 +37,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .assets import BUNDLED_MODELS
+    from .assets import BUNDLED_MODELS, RELEASED_MODELS
 
     for name, m in BUNDLED_MODELS.items():
-        print(f"{name}\t{m.licence}\t(pip package: {m.install})")
+        print(f"{name}\tbase model, {m.licence}\t(pip package: {m.install})")
+    for name, r in RELEASED_MODELS.items():
+        state = "" if (r.path / "adapter_config.json").is_file() else " [missing]"
+        print(f"{name}\tadapter over {r.base}{state}\t{r.description}")
     return 0
 
 
@@ -147,7 +152,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_model, markdown_table
 
     record = evaluate_model(args.model, args.data, args.split, args.reasoning, args.max_queries, args.dtype,
-                            use_cache=not args.no_cache, batch_size=args.batch_size)
+                            use_cache=not args.no_cache, batch_size=args.batch_size, max_length=args.max_length)
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -157,6 +162,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(markdown_table([record]))
     if args.output:
         print(f"\nwrote {args.output}")
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from .model_card import write_model_card
+
+    folder = Path(args.model)
+    if not (folder / "searchr3.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a searchr3 model folder (no searchr3.json)")
+    print(write_model_card(folder, args.name, args.results))
     return 0
 
 
@@ -224,12 +239,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached vectors and traces")
     p.add_argument("--batch-size", type=int, help="texts per forward pass (searchr3 models)")
+    p.add_argument("--max-length", type=int, help="tokens of text kept per document/query (searchr3 models; "
+                   "default: the model's saved setting)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("report", help="compare result files in one table and a bar chart")
     p.add_argument("results", nargs="+", help="results JSON files from `searchr3 eval`")
     p.add_argument("--output", required=True, help="Markdown file to write (the PNG goes beside it)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("card", help="(re)write a trained model's README.md, with results from `searchr3 eval`")
+    p.add_argument("model", help="a model folder written by `searchr3 train`")
+    p.add_argument("--name", help="the name the card uses (default: the folder name)")
+    p.add_argument("--results", nargs="*", default=[], help="results JSON files from `searchr3 eval`, "
+                   "reference model first (significance marks compare with it)")
+    p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("train", help="train a model")
     tsub = p.add_subparsers(dest="train_command", required=True)
@@ -258,6 +282,7 @@ def _short_warning(message, category, filename, lineno, line=None) -> str:
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _short_warning  # one readable line, not the library's source line
     args = build_parser().parse_args(argv)
+    tune_malloc()  # long CPU jobs (training, corpus encoding) run faster; see runtime.py
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, TypeError, KeyError) as e:

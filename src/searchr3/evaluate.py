@@ -65,7 +65,7 @@ class RetrievalEvaluator:
 
 
 def make_retrievers(spec: str, reasoning: str = "off", dtype: str = "auto", use_cache: bool = True,
-                    batch_size: int | None = None) -> list:
+                    batch_size: int | None = None, max_length: int | None = None) -> list:
     """Return one retriever per reasoning mode for a model spec: bm25, minilm, a name or a path."""
     if reasoning not in MODES:
         raise ValueError(f"reasoning must be one of {', '.join(MODES)}, got {reasoning!r}")
@@ -78,11 +78,14 @@ def make_retrievers(spec: str, reasoning: str = "off", dtype: str = "auto", use_
     model = SearchR3.from_pretrained(spec, dtype=dtype)
     if batch_size:
         model.config.batch_size = batch_size
+    if max_length:
+        model.set_max_length(max_length)
     return [SearchR3Retriever(model, on, use_cache) for on in MODES[reasoning]]
 
 
 def evaluate_model(spec: str, data: str, split: str = "test", reasoning: str = "off", max_queries: int | None = None,
-                   dtype: str = "auto", use_cache: bool = True, batch_size: int | None = None) -> dict:
+                   dtype: str = "auto", use_cache: bool = True, batch_size: int | None = None,
+                   max_length: int | None = None) -> dict:
     """Evaluate a model spec on a dataset split; returns the results record (see `searchr3 eval`)."""
     dataset = load_dataset(data, split)
     evaluator = RetrievalEvaluator(dataset, max_queries)
@@ -93,7 +96,7 @@ def evaluate_model(spec: str, data: str, split: str = "test", reasoning: str = "
                        "queries_judged": len(dataset.queries), "queries_evaluated": len(evaluator.query_ids),
                        "max_queries": max_queries},
               "modes": {}}
-    for retriever in make_retrievers(spec, reasoning, dtype, use_cache, batch_size):
+    for retriever in make_retrievers(spec, reasoning, dtype, use_cache, batch_size, max_length):
         start = time.perf_counter()
         retrieval, scores = evaluator.run(retriever)
         identity = retriever.identity()

@@ -168,7 +168,8 @@ class SearchR3:
         """Load a registered name or a local folder, adding the embed token if missing.
 
         Args:
-            name_or_path: a registered name (see `searchr3.assets.BUNDLED_MODELS`) or a folder.
+            name_or_path: a registered name (`searchr3.assets.registered_names()`: bundled bases
+                and released adapters such as "searchr3-smollm2-135m-sft") or a folder.
             dtype: "auto" (bf16 where the hardware runs it fast, else fp32), "bf16" or "fp32".
             device: "cpu", "cuda", ...; default: cuda when available, else cpu.
             config: inference settings; default: the settings saved with the model, else defaults.
@@ -191,7 +192,7 @@ class SearchR3:
             model = PeftModel.from_pretrained(model, folder, is_trainable=False).merge_and_unload()
         if config is None and "config" in meta:
             config = EmbedConfig(**meta["config"])
-        is_registered = str(name_or_path) in assets.BUNDLED_MODELS
+        is_registered = str(name_or_path) in assets.registered_names()
         name = str(name_or_path) if is_registered else str(Path(folder).resolve())
         base = meta.get("base", name) if meta else name
         return cls(model.to(device=dev, dtype=torch_dtype), tokenizer, name, config, base=base)
@@ -210,6 +211,11 @@ class SearchR3:
             # A PEFT model saves only the adapter and the new token's row, not the resized matrix.
             extra = {"save_embedding_layers": False} if hasattr(self.model, "peft_config") else {}
             self.model.save_pretrained(tmp, **extra)
+            if extra:  # PEFT writes a boilerplate card and the base's local path; name the base instead
+                (tmp / "README.md").unlink(missing_ok=True)
+                adapter_config = json.loads((tmp / "adapter_config.json").read_text())
+                adapter_config["base_model_name_or_path"] = self.base
+                (tmp / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2) + "\n")
             self.tokenizer.save_pretrained(tmp)
             meta = {"embed_token": EMBED_TOKEN, "source": self.name, "base": self.base, "config": asdict(self.config)}
             (tmp / SEARCHR3_FILE).write_text(json.dumps(meta, indent=2) + "\n")

@@ -27,10 +27,14 @@ from .. import losses
 from ..config import load_section
 from ..evaluate import RetrievalEvaluator
 from ..baselines import SearchR3Retriever
+from ..model_card import write_model_card
 from ..modeling import EmbedConfig, SearchR3, cpu_supports_bf16, embed_token_states
 from ..prompts import Prompt
+from ..runtime import tune_malloc
 from . import distributed
 from .examples import Example, build_examples, pooled_dev_set
+
+SUMMARY_FILE = "train_summary.json"
 
 
 @dataclass
@@ -135,6 +139,7 @@ class SFTTrainer:
 
     def __init__(self, config: SFTConfig, output: str | os.PathLike, examples: list[Example] | None = None):
         self.config, self.output = config, Path(output)
+        tune_malloc()  # ~25% faster steps on CPU; see runtime.py
         distributed.init()
         if config.batch_size % (config.grad_accum * distributed.world()):
             raise ValueError(f"batch_size {config.batch_size} must divide by grad_accum × processes "
@@ -153,8 +158,8 @@ class SFTTrainer:
         params = [p for p in self.model.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         native = self.model.device.type == "cuda" or cpu_supports_bf16()
-        use_bf16 = config.bf16 == "on" or (config.bf16 == "auto" and native)
-        self.autocast = torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=use_bf16)
+        self.use_bf16 = config.bf16 == "on" or (config.bf16 == "auto" and native)
+        self.autocast = torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
         self.step = 0
         self.dev = None
 
@@ -281,6 +286,16 @@ class SFTTrainer:
         scores = self.dev(SearchR3Retriever(self.model, reasoning=False, use_cache=False))
         return {f"dev_{k}": v for k, v in scores.items()}
 
+    def write_summary(self, seconds: float) -> None:
+        """Record wall time (summed over resumed sessions), examples per source and hardware for the card."""
+        examples: dict[str, int] = {}
+        for e in self.examples:
+            examples[e.source] = examples.get(e.source, 0) + 1
+        summary = {"wall_seconds": self.wall_before + seconds, "steps": self.step,
+                   "examples": examples, "hardware": hardware_description(self.model.device)
+                   + (", bf16 autocast" if self.use_bf16 else ", fp32")}
+        (self.output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
         """Write model + optimiser + RNG + step to checkpoints/step-N atomically; keep the latest two."""
@@ -323,6 +338,8 @@ class SFTTrainer:
             (self.output / "sft_config.json").write_text(json.dumps(asdict(c), indent=2) + "\n")
         if resume and self.resume():
             print(f"resumed from step {self.step}")
+        summary = self.output / SUMMARY_FILE
+        self.wall_before = json.loads(summary.read_text())["wall_seconds"] if resume and summary.is_file() else 0.0
         log = open(self.output / "metrics.jsonl", "a", encoding="utf-8") if distributed.is_main() else None
         if c.eval_every and self.step == 0:  # the starting point, so the curve shows what training changed
             if distributed.is_main():
@@ -355,6 +372,7 @@ class SFTTrainer:
             if c.save_every and self.step % c.save_every == 0 and self.step < c.steps:
                 if distributed.is_main():
                     self.save_checkpoint()
+                    self.write_summary(time.perf_counter() - start)
                 distributed.barrier()
         bar.close()
         if log is not None:
@@ -362,11 +380,25 @@ class SFTTrainer:
         self.model.model.eval()
         if distributed.is_main():
             self.model.save_pretrained(self.output, keep=("checkpoints", "metrics.jsonl", "sft_config.json",
-                                                          "loss.png"))
+                                                          "loss.png", SUMMARY_FILE))
             plot_losses(self.output / "metrics.jsonl", self.output / "loss.png")
+            self.write_summary(time.perf_counter() - start)
+            write_model_card(self.output)
         distributed.barrier()
         print(f"trained to step {self.step} in {time.perf_counter() - start:.0f} s -> {self.output}")
         return self.output
+
+
+def hardware_description(device: torch.device) -> str:
+    """A short human description of where training ran, for the model card."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} × {distributed.world()}"
+    name = "CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        name = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                     if line.startswith("model name")), name)
+    return f"{name}, {torch.get_num_threads()} threads × {distributed.world()} process(es)"
 
 
 def plot_losses(metrics: Path, path: Path) -> None:

@@ -1,0 +1,20 @@
+"""Copy a `searchr3 eval` results file without its runs and traces (metrics and per-query scores stay).
+
+Usage: python scripts/compact_results.py FULL.json COMPACT.json
+"""
+
+import json
+import sys
+from pathlib import Path
+
+record = json.loads(Path(sys.argv[1]).read_text())
+for mode in record["modes"].values():
+    mode.pop("run", None)
+    traces = mode.pop("traces", None) or {}
+    if traces:  # keep how often the model ended its own reasoning, drop the texts
+        forced = [t.get("forced") for t in traces.values() if isinstance(t, dict)]
+        if forced:
+            mode["forced_share"] = sum(bool(f) for f in forced) / len(forced)
+out = Path(sys.argv[2])
+out.parent.mkdir(parents=True, exist_ok=True)
+out.write_text(json.dumps(record) + "\n")

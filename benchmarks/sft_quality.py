@@ -52,7 +52,10 @@ def main() -> None:
         sft = records["sft"]
         row["max_length"] = sft["model"].get("max_length")
         row["base_max_length"] = (records["base"] or {}).get("model", {}).get("max_length")
-        row["forced_share_sft"] = sft["modes"].get("on", {}).get("forced_share")
+        for system in ("base", "sft"):
+            on = (records[system] or {}).get("modes", {}).get("on", {})
+            row[f"{system}_forced_share"] = on.get("forced_share")
+            row[f"{system}_trace_words"] = on.get("trace_words_mean")
         rows.append(row)
         for a, b in COMPARISONS:
             sa, sb = ndcg(records[a[0]], a[1]), ndcg(records[b[0]], b[1])
@@ -70,6 +73,8 @@ def main() -> None:
     md += ["", "+R: the query is first reasoned about by the model (greedy, 64-token budget). Documents "
            f"cut to {rows[0]['max_length'] if rows else '?'} text tokens for the SFT model; the base rows "
            f"were measured at {rows[0]['base_max_length'] if rows else '?'} (see README).", "",
+           "Reasoning traces (mean words; share where the token had to be forced): "
+           + "; ".join(f"{r['data']}: base {_trace(r, 'base')}, SFT {_trace(r, 'sft')}" for r in rows), "",
            "## Paired randomisation tests (per-query nDCG@10, 10,000 sign flips)", "",
            "| data | A | B | Δ (A − B) | p | queries |", "|---|---|---|---:|---:|---:|"]
     md += [f"| {t['data']} | {t['a']} | {t['b']} | {t['delta']:+.3f} | {t['p']:.4f} | {t['queries']} |"
@@ -78,6 +83,11 @@ def main() -> None:
     (ROOT / "sft_quality.json").write_text(json.dumps({"ndcg@10": rows, "tests": tests}, indent=1) + "\n")
     plot(rows, names, ROOT / "sft_quality.png")
     print("\n".join(md))
+
+
+def _trace(row: dict, system: str) -> str:
+    words, forced = row[f"{system}_trace_words"], row[f"{system}_forced_share"]
+    return "–" if words is None else f"{words:.0f} words, {forced:.0%} forced"
 
 
 def plot(rows: list[dict], names: list[str], path: Path) -> None:

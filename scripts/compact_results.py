@@ -11,10 +11,11 @@ record = json.loads(Path(sys.argv[1]).read_text())
 for mode in record["modes"].values():
     mode.pop("run", None)
     traces = mode.pop("traces", None) or {}
-    if traces:  # keep how often the model ended its own reasoning, drop the texts
-        forced = [t.get("forced") for t in traces.values() if isinstance(t, dict)]
-        if forced:
-            mode["forced_share"] = sum(bool(f) for f in forced) / len(forced)
+    if traces:  # keep how often the token was forced and how long traces were, drop the texts
+        kept = [t for t in traces.values() if isinstance(t, dict)]
+        if kept:
+            mode["forced_share"] = sum(bool(t.get("forced")) for t in kept) / len(kept)
+            mode["trace_words_mean"] = sum(len(t.get("trace", "").split()) for t in kept) / len(kept)
 out = Path(sys.argv[2])
 out.parent.mkdir(parents=True, exist_ok=True)
 out.write_text(json.dumps(record) + "\n")

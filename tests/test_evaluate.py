@@ -93,6 +93,9 @@ def test_evaluate_model_record_and_reasoning_cache(tiny_folder, tmp_path):
     again = evaluate_model(str(tiny_folder), str(folder), reasoning="on", dtype="fp32")
     assert again["modes"]["on"]["run"] == on["run"]
     assert "| toy/test |" in markdown_table([record])
+    short = evaluate_model(str(tiny_folder), str(folder), dtype="fp32", max_length=8)
+    assert short["model"]["max_length"] == 8 and record["model"]["max_length"] != 8
+    assert "| 3 | 8 |" in markdown_table([short])  # queries, then the max length column
 
 
 def test_reasoning_cache_hits_on_rerun(tiny, tmp_path):

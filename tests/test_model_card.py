@@ -41,7 +41,7 @@ def test_card_states_what_the_run_measured(tmp_path):
     assert 'SearchR3.from_pretrained("my-model")' in card
     assert "Steps trained: 2" in card and "400 tokens, 100 tokens/s" in card
     assert "by step: 0: 0.250, 2: 0.500" in card
-    assert "| toy/test | trained | off | 1.000 ▲ |" in card  # significance vs the first (base) row
+    assert "| toy/test | trained | off | 1.000 ▲ |" in card and "| 12 | – | 1 |" in card  # significance vs the first (base) row
     assert "non-commercial" in card  # SciFact's licence is surfaced
 
 

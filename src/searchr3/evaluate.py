@@ -120,8 +120,8 @@ def markdown_table(records: Sequence[dict], baseline_index: dict[str, int] | Non
     ▲ / ▼: nDCG@10 differs from that dataset's first row with p < 0.05 (paired
     randomisation test over the shared queries, 10,000 sign flips).
     """
-    header = ["data", "model", "reasoning", *TABLE_METRICS, "queries", "seconds"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---|" + "---:|" * (len(TABLE_METRICS) + 2)]
+    header = ["data", "model", "reasoning", *TABLE_METRICS, "queries", "max length", "seconds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---|" + "---:|" * (len(TABLE_METRICS) + 3)]
     first: dict[str, dict[str, float]] = {}
     for rec in records:
         data = f"{rec['data']['name']}/{rec['data']['split']}"
@@ -135,7 +135,8 @@ def markdown_table(records: Sequence[dict], baseline_index: dict[str, int] | Non
                 first[data] = ndcg
             cells = [data, rec["model"].get("name", rec["model"]["spec"]), mode]
             cells += [f"{res['metrics'][m]:.3f}" + (mark if m == "ndcg@10" else "") for m in TABLE_METRICS]
-            cells += [str(len(res["per_query"])), f"{res['timing']['total_seconds']:.0f}"]
+            length = rec["model"].get("max_length", rec["model"].get("max_seq_length", "–"))
+            cells += [str(len(res["per_query"])), str(length), f"{res['timing']['total_seconds']:.0f}"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -75,6 +75,12 @@ def render(name: str, base: str, record: dict, results_table: str | None = None)
              f"`searchr3 search --index idx \"query\"`; `searchr3 eval --model {name} --data scifact`.", ""]
     if results_table:
         lines += ["## Results", "", results_table, ""]
+    if cfg.get("reasoning_fraction") == 0:
+        lines += ["## Limitations", "",
+                  "No query was trained in reasoning form (`reasoning_fraction: 0`), and the SFT term taught "
+                  f"the model to emit `{EMBED_TOKEN}` right after the prompt: asked to reason "
+                  "(`reasoning=True`), it mostly emits the token at once, so reasoning adds nothing yet. "
+                  "Teaching useful reasoning is Stage 2's job.", ""]
     lines += ["## Training", "", "| setting | value |", "|---|---|"]
     lines += [f"| {k} | {_cell(cfg[k])} |" for k in CONFIG_ROWS if k in cfg]
     lines += ["", f"- Steps trained: {record['steps']}"]
@@ -82,7 +88,7 @@ def render(name: str, base: str, record: dict, results_table: str | None = None)
         lines.append(f"- Wall time: {record['wall_seconds'] / 60:.1f} min (including dev evaluations)")
     if record["step_seconds"]:
         lines.append(f"- Time in training steps: {record['step_seconds'] / 60:.1f} min; "
-                     f"{record['tokens']:,} tokens, {record['tokens_per_s']:.0f} tokens/s")
+                     f"{record['tokens']:,.0f} tokens, {record['tokens_per_s']:.0f} tokens/s")
     if record["hardware"]:
         lines.append(f"- Hardware: {record['hardware']}")
     if record["examples"]:
@@ -115,7 +121,12 @@ def write_model_card(folder: str | os.PathLike, name: str | None = None,
 
         records = [json.loads(Path(p).read_text()) for p in results]
         table = (markdown_table(records) + "\n\nnDCG@10 ▲/▼: significantly above/below the first row of the same "
-                 "data (paired randomisation test, p < 0.05).")
+                 "data (paired randomisation test, p < 0.05). Max length: text tokens kept per document.")
+        traces = [f"{r['data']['name']} {r['model'].get('name', r['model']['spec'])}: "
+                  f"{m['trace_words_mean']:.0f} words, {m['forced_share']:.0%} forced"
+                  for r in records for m in [r["modes"].get("on", {})] if "trace_words_mean" in m]
+        if traces:
+            table += "\n\nReasoning traces (mean words; share where the token had to be forced): " + "; ".join(traces) + "."
     card = render(name or folder.name, meta.get("base", "unknown"), training_record(folder), table)
     (folder / CARD).write_text(card, encoding="utf-8")
     return folder / CARD

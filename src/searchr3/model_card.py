@@ -15,6 +15,7 @@ from pathlib import Path
 from .prompts import EMBED_TOKEN
 
 CARD = "README.md"
+SUMMARY_FILE = "train_summary.json"  # written by the trainer: wall time, examples per source, hardware
 # Licences of the training sources, as stated in each bundled set's README.
 SOURCE_LICENCES = {
     "scifact": "CC BY-NC 2.0 (non-commercial)",
@@ -35,7 +36,7 @@ def training_record(folder: Path) -> dict:
     if (folder / "metrics.jsonl").is_file():
         rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
     steps = [r for r in rows if "total" in r]
-    summary = json.loads((folder / "train_summary.json").read_text()) if (folder / "train_summary.json").is_file() else {}
+    summary = json.loads((folder / SUMMARY_FILE).read_text()) if (folder / SUMMARY_FILE).is_file() else {}
     tail = steps[-10:]
     step_seconds = sum(r["seconds"] for r in steps)
     tokens = sum(r["tokens"] for r in steps)

@@ -27,14 +27,12 @@ from .. import losses
 from ..config import load_section
 from ..evaluate import RetrievalEvaluator
 from ..baselines import SearchR3Retriever
-from ..model_card import write_model_card
+from ..model_card import SUMMARY_FILE, write_model_card
 from ..modeling import EmbedConfig, SearchR3, cpu_supports_bf16, embed_token_states
 from ..prompts import Prompt
 from ..runtime import tune_malloc
 from . import distributed
 from .examples import Example, build_examples, pooled_dev_set
-
-SUMMARY_FILE = "train_summary.json"
 
 
 @dataclass

@@ -10,13 +10,23 @@ from .assets import BUNDLED_MODELS, DEFAULT_MODEL, RELEASED_MODELS, registered_n
 from .data import DataError, Document, read_corpus, read_qrels, read_queries
 from .index import IndexMismatchError, VectorIndex
 from .modeling import EmbedConfig, Reasoning, SearchR3, embed_token_states
+from .mteb_encoder import MTEBEncoder
 from .prompts import EMBED_TOKEN, PromptBuilder
 from .search import Hit, SearchResult, build_index, search
 
+_SERVICE = ("ServeConfig", "Service", "create_app")  # need FastAPI: imported on first use
+
 __all__ = [
     "BUNDLED_MODELS", "DEFAULT_MODEL", "DataError", "Document", "EMBED_TOKEN", "EmbedConfig",
-    "Hit", "IndexMismatchError", "PromptBuilder", "RELEASED_MODELS", "Reasoning", "SearchR3",
+    "Hit", "IndexMismatchError", "MTEBEncoder", "PromptBuilder", "RELEASED_MODELS", "Reasoning", "SearchR3",
     "SearchResult", "VectorIndex", "build_index", "embed_token_states", "read_corpus",
-    "read_qrels", "read_queries", "registered_names", "resolve_model", "search",
+    "read_qrels", "read_queries", "registered_names", "resolve_model", "search", *_SERVICE,
 ]
 __version__ = "0.1.0"
+
+def __getattr__(name: str):
+    if name in _SERVICE:
+        from . import serve
+
+        return getattr(serve, name)
+    raise AttributeError(f"module 'searchr3' has no attribute {name!r}")

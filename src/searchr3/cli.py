@@ -19,8 +19,9 @@ def _load_model(name: str, args: argparse.Namespace):
     from .config import load_section
     from .modeling import EmbedConfig, SearchR3
 
-    model = SearchR3.from_pretrained(name, dtype=args.dtype,
-                                     config=load_section(args.config, "embed", EmbedConfig) if args.config else None)
+    # A config file without an `embed:` section keeps the model's own saved settings.
+    config = load_section(args.config, "embed", EmbedConfig, missing_ok=True) if args.config else None
+    model = SearchR3.from_pretrained(name, dtype=args.dtype, config=config)
     if args.max_length:
         model.set_max_length(args.max_length)
     if args.batch_size:
@@ -29,7 +30,8 @@ def _load_model(name: str, args: argparse.Namespace):
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML file whose `embed:` section sets inference options")
+    p.add_argument("--config", help="YAML file whose `embed:` section sets inference options "
+                   "(without one: the model's saved settings)")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 where the hardware runs it fast, else fp32")
     p.add_argument("--max-length", type=int, help="tokens of text kept per document/query")
@@ -130,6 +132,19 @@ def cmd_search(args: argparse.Namespace) -> int:
         for rank, hit in enumerate(result.hits, start=1):
             label = hit.title or hit.text[:80].replace("\n", " ")
             print(f"{rank:3d}. {hit.score:.4f}  {hit.id}  {label}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .config import load_section
+    from .serve import ServeConfig, Service, run
+
+    config = load_section(args.config, "serve", ServeConfig) if args.config else ServeConfig()
+    model = _load_model(args.model, args)
+    service = Service(model, args.index, config)
+    print(f"serving {model.name} (dim {model.dim}) with index {args.index} ({len(service.store)} documents) "
+          f"on http://{args.host}:{args.port}  (API docs: /docs)", flush=True)
+    run(service, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
@@ -272,6 +287,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object per query")
     _add_model_options(p)
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("serve", help="HTTP service: OpenAI-style embeddings, search, document upserts")
+    p.add_argument("--model", default="smollm2-135m-instruct", help="registered name or saved model folder")
+    p.add_argument("--index", required=True, help="index folder (created empty if missing; writes are journaled)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    _add_model_options(p)  # --config: a YAML with `embed:` and `serve:` sections (see configs/serve.yaml)
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

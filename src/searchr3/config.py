@@ -23,10 +23,15 @@ def from_dict(cls: type[T], values: dict[str, Any] | None, source: str = "<dict>
     return cls(**values)
 
 
-def load_section(path: str | Path, section: str, cls: type[T]) -> T:
-    """Return `cls` built from one top-level section of a YAML file (absent section: defaults)."""
+def load_section(path: str | Path, section: str, cls: type[T], missing_ok: bool = False) -> T | None:
+    """Return `cls` built from one top-level section of a YAML file.
+
+    An absent section gives the defaults, or None with `missing_ok` (caller keeps its own).
+    """
     path = Path(path)
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: top level must be a mapping of sections")
+    if missing_ok and section not in data:
+        return None
     return from_dict(cls, data.get(section), f"{path} [{section}]")

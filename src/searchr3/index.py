@@ -24,12 +24,12 @@ class IndexMismatchError(ValueError):
     """The vectors or model given do not match the ones the index was built with."""
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -213,13 +213,13 @@ class VectorIndex:
                 if doc_id in self.documents:
                     f.write(json.dumps({"_id": doc_id, **self.documents[doc_id]}, ensure_ascii=False) + "\n")
         for name in ("index.faiss", "meta.json", "documents.jsonl"):
-            _fsync_file(snap / name)
-        _fsync_dir(snap)
+            fsync_file(snap / name)
+        fsync_dir(snap)
         tmp = root / "CURRENT.tmp"
         tmp.write_text(snap.name + "\n")
-        _fsync_file(tmp)
+        fsync_file(tmp)
         os.replace(tmp, current)
-        _fsync_dir(root)
+        fsync_dir(root)
         for old in root.glob("snapshot-*"):
             if old.name != snap.name:
                 shutil.rmtree(old, ignore_errors=True)

@@ -366,6 +366,31 @@ class SearchR3:
         self._warn_truncated(prompts, "texts")
         return self._embed_prompts(prompts, batch_size, "queries", show_progress)
 
+    # ------------------------------------------------ sentence-transformers-style shortcuts
+    def encode_query(self, texts: str | Sequence[str], reasoning: bool = False, batch_size: int | None = None,
+                     show_progress_bar: bool | None = None) -> np.ndarray:
+        """`embed_queries` with sentence-transformers' shape: a str gives one (H,) vector."""
+        single = isinstance(texts, str)
+        out = self.embed_queries([texts] if single else texts, reasoning=reasoning, batch_size=batch_size,
+                                 show_progress=show_progress_bar)
+        return out[0] if single else out
+
+    def encode_document(self, texts: str | Sequence[str], batch_size: int | None = None,
+                        show_progress_bar: bool | None = None) -> np.ndarray:
+        """`embed_documents` with sentence-transformers' shape: a str gives one (H,) vector."""
+        single = isinstance(texts, str)
+        out = self.embed_documents([texts] if single else texts, batch_size=batch_size,
+                                   show_progress=show_progress_bar)
+        return out[0] if single else out
+
+    @staticmethod
+    def similarity(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Cosine similarity matrix (n, m) of two sets of vectors, as sentence-transformers returns it."""
+        x = torch.as_tensor(np.asarray(a, dtype=np.float32) if not torch.is_tensor(a) else a).float()
+        y = torch.as_tensor(np.asarray(b, dtype=np.float32) if not torch.is_tensor(b) else b).float()
+        x, y = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
+        return torch.nn.functional.normalize(x, dim=-1) @ torch.nn.functional.normalize(y, dim=-1).T
+
     def stack(self, results: Sequence[Reasoning]) -> np.ndarray:
         """Return the vectors of `reason` results as one (N, H) float32 array ((0, H) when empty)."""
         return np.stack([r.vector for r in results]) if results else np.zeros((0, self.dim), np.float32)

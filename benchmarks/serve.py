@@ -1,0 +1,221 @@
+"""Speed of the HTTP service and of FAISS search; writes benchmarks/results/serve.{json,md}.
+
+Starts `searchr3 serve` as a separate process (so client threads do not share its GIL),
+fills its index with SciFact abstracts through POST /v1/documents, then times single-text
+requests with 1 client and with 8 concurrent clients:
+
+    /v1/embeddings  documents, direct queries, reasoning queries
+    /v1/search      direct and reasoning queries (k=10)
+
+Then FAISS alone: p50/p99 of single-query top-10 search over N random 576-d unit vectors,
+exact (flat) and HNSW, with HNSW's build time and recall@10 against flat.
+
+    python benchmarks/serve.py                 # full run (1M vectors; ~20 min on 2 cores)
+    python benchmarks/serve.py --quick         # small counts, for a smoke check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import faiss
+import httpx
+import numpy as np
+
+from searchr3 import read_corpus, read_queries
+from searchr3.data import resolve_dataset
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: str, index: Path, port: int, max_length: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "searchr3.cli", "serve", "--model", model, "--index", str(index),
+           "--port", str(port), "--max-length", str(max_length), "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(1200):
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {' '.join(cmd)}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.25)
+    proc.kill()
+    raise RuntimeError("server did not start within 5 minutes")
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def run_load(base: str, path: str, bodies: list[dict], clients: int, per_client: int) -> dict:
+    """`clients` threads each send `per_client` requests back to back; latency per request."""
+    def one_client(c: int) -> tuple[list[float], int]:
+        latencies, errors = [], 0
+        with httpx.Client(timeout=600) as http:
+            for j in range(per_client):
+                body = bodies[(c * per_client + j) % len(bodies)]
+                start = time.perf_counter()
+                r = http.post(base + path, json=body)
+                latencies.append(time.perf_counter() - start)
+                errors += r.status_code != 200
+        return latencies, errors
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        results = list(pool.map(one_client, range(clients)))
+    wall = time.perf_counter() - start
+    latencies = [x for lat, _ in results for x in lat]
+    return {"clients": clients, "requests": len(latencies), "errors": sum(e for _, e in results),
+            "seconds": round(wall, 2), "requests_per_s": round(len(latencies) / wall, 2),
+            "p50_ms": round(1000 * percentile(latencies, 50), 1), "p99_ms": round(1000 * percentile(latencies, 99), 1)}
+
+
+def bench_service(model: str, n_docs: int, per_client_1: int, per_client_8: int, max_length: int) -> dict:
+    docs = read_corpus(resolve_dataset("scifact"))
+    queries = list(read_queries(resolve_dataset("scifact") / "queries.jsonl").values())[:64]
+    port, out = free_port(), {}
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = start_server(model, Path(tmp) / "index", port, max_length)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            start = time.perf_counter()
+            for i in range(0, n_docs, 16):
+                batch = [{"_id": d.id, "title": d.title, "text": d.text} for d in docs[i:min(i + 16, n_docs)]]
+                httpx.post(f"{base}/v1/documents", json={"documents": batch}, timeout=600).raise_for_status()
+            out["index_fill"] = {"documents": n_docs, "seconds": round(time.perf_counter() - start, 1)}
+            doc_texts = [d.text for d in docs[n_docs:n_docs + 64]]  # not in the index; one text a request
+            workloads = {
+                "embeddings: documents": ("/v1/embeddings", [{"input": t, "input_type": "document"}
+                                                             for t in doc_texts]),
+                "embeddings: queries, direct": ("/v1/embeddings", [{"input": q} for q in queries]),
+                "embeddings: queries, reasoning": ("/v1/embeddings", [{"input": q, "reasoning": True}
+                                                                      for q in queries]),
+                "search: direct": ("/v1/search", [{"query": q, "k": 10} for q in queries]),
+                "search: reasoning": ("/v1/search", [{"query": q, "k": 10, "reasoning": True} for q in queries]),
+            }
+            rows = []
+            for name, (path, bodies) in workloads.items():
+                run_load(base, path, bodies[:2], 1, 2)  # warm-up
+                for clients, per in ((1, per_client_1), (8, per_client_8)):
+                    row = {"workload": name, **run_load(base, path, bodies, clients, per)}
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+            out["rows"] = rows
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    return out
+
+
+def bench_faiss(n: int, dim: int, queries: int, hnsw_m: int, ef_construction: int, ef_search: int) -> dict:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = rng.standard_normal((queries, dim), dtype=np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+
+    def latencies(index) -> tuple[list[float], np.ndarray]:
+        index.search(q[:5], 10)  # warm-up
+        times, found = [], []
+        for row in q:
+            start = time.perf_counter()
+            _, ids = index.search(row[None], 10)
+            times.append(time.perf_counter() - start)
+            found.append(ids[0])
+        return times, np.stack(found)
+
+    flat = faiss.IndexFlatIP(dim)
+    flat.add(x)
+    flat_times, truth = latencies(flat)
+    hnsw = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = ef_construction
+    start = time.perf_counter()
+    hnsw.add(x)
+    build = time.perf_counter() - start
+    hnsw.hnsw.efSearch = ef_search
+    hnsw_times, found = latencies(hnsw)
+    recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
+    return {"vectors": n, "dim": dim, "queries": queries, "data": "random unit vectors (synthetic)",
+            "flat": {"p50_ms": round(1000 * percentile(flat_times, 50), 2),
+                     "p99_ms": round(1000 * percentile(flat_times, 99), 2)},
+            "hnsw": {"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search,
+                     "build_seconds": round(build, 1), "recall_at_10_vs_flat": round(recall, 3),
+                     "p50_ms": round(1000 * percentile(hnsw_times, 50), 3),
+                     "p99_ms": round(1000 * percentile(hnsw_times, 99), 3)}}
+
+
+def markdown(result: dict) -> str:
+    svc, fx = result["service"], result["faiss"]
+    lines = [f"# Service and FAISS speed ({result['machine']['cpu']}, {result['machine']['threads']} threads)", "",
+             f"Model `{result['model']}`, max_length {result['max_length']}, one server process, single-text "
+             f"requests over loopback HTTP; index of {svc['index_fill']['documents']} SciFact abstracts "
+             f"(filled through POST /v1/documents in {svc['index_fill']['seconds']} s).", "",
+             "| workload | clients | requests | errors | requests/s | p50 ms | p99 ms |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in svc["rows"]:
+        lines.append(f"| {r['workload']} | {r['clients']} | {r['requests']} | {r['errors']} | {r['requests_per_s']} "
+                     f"| {r['p50_ms']} | {r['p99_ms']} |")
+    h = fx["hnsw"]
+    lines += ["", f"FAISS top-10 search, one query at a time, over {fx['vectors']:,} {fx['data']} of dim {fx['dim']} "
+              f"({fx['queries']} queries):", "",
+              "| index | p50 ms | p99 ms | build s | recall@10 vs flat |", "|---|---:|---:|---:|---:|",
+              f"| flat (exact) | {fx['flat']['p50_ms']} | {fx['flat']['p99_ms']} | – | 1.000 |",
+              f"| HNSW M={h['m']}, efC={h['ef_construction']}, efS={h['ef_search']} | {h['p50_ms']} | {h['p99_ms']} "
+              f"| {h['build_seconds']} | {h['recall_at_10_vs_flat']} |", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="searchr3-smollm2-135m-sft")
+    p.add_argument("--max-length", type=int, default=128, help="text tokens kept per document/query")
+    p.add_argument("--docs", type=int, default=200, help="SciFact abstracts put in the served index")
+    p.add_argument("--faiss-n", type=int, default=1_000_000)
+    p.add_argument("--faiss-queries", type=int, default=200)
+    p.add_argument("--hnsw-m", type=int, default=32)
+    p.add_argument("--ef-construction", type=int, default=40)
+    p.add_argument("--ef-search", type=int, default=64)
+    p.add_argument("--quick", action="store_true", help="small counts (smoke check; numbers not for the README)")
+    p.add_argument("--output", default=str(RESULTS / "serve"), help="output path without extension")
+    args = p.parse_args()
+    per1, per8 = (3, 2) if args.quick else (24, 6)
+    if args.quick:
+        args.docs, args.faiss_n, args.faiss_queries = 32, 20_000, 50
+    result = {"model": args.model, "max_length": args.max_length, "quick": args.quick,
+              "machine": {"cpu": platform.processor() or platform.machine(), "threads": faiss.omp_get_max_threads(),
+                          "python": platform.python_version()}}
+    cpu = Path("/proc/cpuinfo")
+    if cpu.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpu.read_text().splitlines() if line.startswith("model name")]
+        result["machine"]["cpu"] = names[0] if names else result["machine"]["cpu"]
+    result["service"] = bench_service(args.model, args.docs, per1, per8, args.max_length)
+    result["faiss"] = bench_faiss(args.faiss_n, 576, args.faiss_queries, args.hnsw_m, args.ef_construction,
+                                  args.ef_search)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

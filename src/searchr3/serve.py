@@ -1,0 +1,375 @@
+"""HTTP service: OpenAI-compatible embeddings, search and document upserts over one live index.
+
+One model and one index serve every client. Requests run in FastAPI's thread pool and take a
+single lock around the model and the index, so concurrent clients are serialised: no request
+sees a half-applied write, and every answer equals what a lone client would get. Writes go
+through `JournaledIndex`, so an acknowledged upsert or delete survives `kill -9`.
+
+Errors always come back as JSON in OpenAI's shape, `{"error": {"message", "type", "param",
+"code"}}`: 404 for an unknown model or document, 413 when a request exceeds the configured
+batch or text limits, 422 for malformed JSON, wrong types and out-of-range values.
+"""
+
+import base64
+import threading
+import time
+from dataclasses import dataclass
+from types import SimpleNamespace
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .journal import JournaledIndex
+from .modeling import SearchR3
+from .prompts import document_text
+from .search import search as search_index
+
+
+@dataclass
+class ServeConfig:
+    """Service limits and storage options (the `serve:` section of configs/serve.yaml)."""
+
+    max_batch: int = 64  # texts per /v1/embeddings call, documents per /v1/documents call
+    max_chars: int = 20_000  # characters per text (longer texts are rejected, not cut)
+    max_k: int = 100  # hits per search
+    index_kind: str = "flat"  # kind of a newly created index: flat (exact) or hnsw
+    compact_every: int = 1000  # journal entries between index snapshots
+
+
+class ServiceError(Exception):
+    """An error with an HTTP status, reported to the client as OpenAI-style JSON."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
+
+
+# ---------------------------------------------------------------------------- schemas
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class EmbeddingData(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+    trace: str | None = Field(None, description="the reasoning trace (reasoning only)")
+    forced: bool | None = Field(None, description="whether the embed token had to be appended (reasoning only)")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingData]
+    model: str
+    usage: Usage
+
+
+class SearchHit(BaseModel):
+    id: str
+    score: float
+    title: str
+    text: str
+
+
+class SearchResponse(BaseModel):
+    query: str
+    model: str
+    hits: list[SearchHit]
+    trace: str | None = None
+    forced: bool | None = None
+
+
+class DocumentsResponse(BaseModel):
+    upserted: int
+    ids: list[str]
+    count: int = Field(description="documents in the index after the upsert")
+
+
+class DocumentOut(BaseModel):
+    id: str = Field(serialization_alias="_id")
+    title: str
+    text: str
+
+
+class DeleteResponse(BaseModel):
+    deleted: str
+    count: int
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+    model: str
+    dim: int
+    documents: int
+    uptime_seconds: float
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "searchr3"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+def request_models(config: ServeConfig, dim: int) -> SimpleNamespace:
+    """Request bodies with the configured limits in their schema, so clients (and schema-driven
+    test tools) see them. Breaking a size limit is answered 413, any other violation 422."""
+    Text = Annotated[str, Field(min_length=1, max_length=config.max_chars)]
+    Id = Annotated[str, Field(min_length=1, max_length=512)]
+
+    class EmbeddingRequest(BaseModel):
+        input: Text | Annotated[list[Text], Field(min_length=1, max_length=config.max_batch)] = Field(
+            description="one text or a list of texts")
+        model: str | None = Field(None, description="the served model's name (optional; another name is a 404)")
+        input_type: Literal["query", "document"] = Field(
+            "query", description="query: the query template; document: one forward pass, never reasoning")
+        reasoning: bool = Field(False, description="reason about each query before embedding it; documents "
+                                "never reason (one forward pass), so it is ignored for them")
+        encoding_format: Literal["float", "base64"] = Field(
+            "float", description="float: lists of numbers; base64: little-endian float32 bytes")
+        dimensions: Annotated[int, Field(ge=dim, le=dim)] | None = Field(
+            None, description="the model's dimension (vectors are never shortened)")
+        user: str | None = None
+
+    class SearchRequest(BaseModel):
+        query: Text
+        k: int = Field(min(10, config.max_k), ge=1, le=config.max_k, description="hits to return")
+        reasoning: bool = Field(False, description="reason about the query before embedding it")
+
+    class DocumentIn(BaseModel):
+        id: Id = Field(alias="_id")
+        title: Annotated[str, Field(max_length=config.max_chars)] = ""
+        text: Text
+
+    class DocumentsRequest(BaseModel):
+        documents: Annotated[list[DocumentIn], Field(min_length=1, max_length=config.max_batch)]
+
+    return SimpleNamespace(embedding=EmbeddingRequest, search=SearchRequest, documents=DocumentsRequest)
+
+
+def _errors(*codes: int) -> dict:
+    return {code: {"model": ErrorResponse} for code in codes}
+
+
+# ---------------------------------------------------------------------------- service
+class Service:
+    """The model, the live index and the lock that serialises every use of them.
+
+    (This module does not use `from __future__ import annotations`: FastAPI reads the
+    endpoints' annotations at run time, and /v1/search's body model is built per config.)
+    """
+
+    def __init__(self, model: SearchR3, index_dir: str | Path, config: ServeConfig | None = None):
+        self.model, self.config = model, config or ServeConfig()
+        self.lock = threading.Lock()
+        self.store = JournaledIndex.open(index_dir, model.name, model.dim, self.config.index_kind,
+                                         self.config.compact_every)
+        self.started = time.time()
+
+    def check_model(self, name: str | None) -> None:
+        if name is not None and name != self.model.name:
+            raise ServiceError(404, f"model {name!r} is not served here; this service runs {self.model.name!r}",
+                               param="model", code="model_not_found")
+
+    def token_count(self, texts: list[str]) -> int:
+        return sum(len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=False)["input_ids"])
+
+    # Each method takes a body validated by the models of `request_models(self.config)`.
+    def embeddings(self, req) -> EmbeddingResponse:
+        self.check_model(req.model)
+        texts = [req.input] if isinstance(req.input, str) else list(req.input)
+        traces = None
+        with self.lock:
+            if req.input_type == "document":
+                vectors = self.model.embed_documents(texts, show_progress=False)
+            elif req.reasoning:
+                traces = self.model.reason(texts, show_progress=False)
+                vectors = self.model.stack(traces)
+            else:
+                vectors = self.model.embed_queries(texts, show_progress=False)
+            tokens = self.token_count(texts)
+        data = []
+        for i, vector in enumerate(vectors):
+            embedding = (base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+                         if req.encoding_format == "base64" else vector.tolist())
+            data.append(EmbeddingData(index=i, embedding=embedding, trace=traces[i].trace if traces else None,
+                                      forced=traces[i].forced if traces else None))
+        return EmbeddingResponse(data=data, model=self.model.name, usage=Usage(prompt_tokens=tokens,
+                                                                                total_tokens=tokens))
+
+    def search(self, req) -> SearchResponse:
+        with self.lock:
+            result = search_index(self.model, self.store.index, [req.query], k=req.k, reasoning=req.reasoning)[0]
+        hits = [SearchHit(id=h.id, score=h.score, title=h.title, text=h.text) for h in result.hits]
+        return SearchResponse(query=req.query, model=self.model.name, hits=hits, trace=result.trace,
+                              forced=result.forced)
+
+    def upsert(self, req) -> DocumentsResponse:
+        docs = req.documents
+        ids = [d.id for d in docs]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise ServiceError(422, f"_id {dup!r} appears twice in one request", param="documents")
+        with self.lock:
+            vectors = self.model.embed_documents([document_text(d.title, d.text) for d in docs], show_progress=False)
+            self.store.upsert(ids, vectors, [{"title": d.title, "text": d.text} for d in docs])
+            count = len(self.store)
+        return DocumentsResponse(upserted=len(ids), ids=ids, count=count)
+
+    def get(self, doc_id: str) -> DocumentOut:
+        with self.lock:
+            if doc_id not in self.store.index:
+                raise ServiceError(404, f"no document with _id {doc_id!r}", param="id", code="document_not_found")
+            doc = self.store.index.documents.get(doc_id, {})
+        return DocumentOut(id=doc_id, title=doc.get("title", ""), text=doc.get("text", ""))
+
+    def delete(self, doc_id: str) -> DeleteResponse:
+        with self.lock:
+            if not self.store.delete([doc_id]):
+                raise ServiceError(404, f"no document with _id {doc_id!r}", param="id", code="document_not_found")
+            count = len(self.store)
+        return DeleteResponse(deleted=doc_id, count=count)
+
+    def health(self) -> HealthResponse:
+        return HealthResponse(model=self.model.name, dim=self.model.dim, documents=len(self.store),
+                              uptime_seconds=round(time.time() - self.started, 3))
+
+    def close(self) -> None:
+        with self.lock:
+            self.store.close()
+
+
+def _error_json(status: int, message: str, kind: str, param: str | None = None,
+                code: str | None = None) -> JSONResponse:
+    body = ErrorResponse(error=ErrorDetail(message=message, type=kind, param=param, code=code))
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+SIZE_ERRORS = ("too_long", "string_too_long")  # pydantic's error types for max_length on lists / strings
+
+
+def _describe(errors: list) -> tuple[str, str | None]:
+    """One readable line from pydantic's error list, and the parameter it concerns.
+
+    For a union (`input`: a string or a list of strings) pydantic reports one error per
+    branch; the deepest one says most (`input.0` is empty, rather than "not a string").
+    """
+    if not errors:
+        return "invalid request", None
+    first = max(errors, key=lambda e: len(e.get("loc", ())))
+    loc = list(first.get("loc", ()))
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        loc = loc[1:]
+    where = ".".join(str(x) for x in loc if not (isinstance(x, str) and ("[" in x or x.startswith("constrained"))))
+    message = first.get("msg", "invalid request")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return (f"{where}: {message}{more}" if where else f"{message}{more}"), (where or None)
+
+
+def create_app(service: Service) -> FastAPI:
+    """Build the FastAPI app around a `Service` (tests use it in-process; `serve` runs it)."""
+    app = FastAPI(title="searchr3", version=_version(),
+                  description="Reasoning embeddings: OpenAI-compatible embeddings, search, document upserts.")
+    app.state.service = service
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError):
+        return _error_json(exc.status, exc.message, exc.kind, exc.param, exc.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        too_large = [e for e in errors if e.get("type") in SIZE_ERRORS]
+        if too_large:  # over max_batch or max_chars: the request is too large, not malformed
+            message, param = _describe(too_large)
+            code = "too_many_inputs" if too_large[0]["type"] == "too_long" else "input_too_long"
+            return _error_json(413, message, "invalid_request_error", param, code)
+        message, param = _describe(errors)
+        return _error_json(422, message, "invalid_request_error", param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return _error_json(exc.status_code, str(exc.detail), "invalid_request_error")
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception):  # a bug must not take the service down
+        return _error_json(500, f"internal error: {type(exc).__name__}: {exc}", "server_error")
+
+    bodies = request_models(service.config, service.model.dim)
+    EmbeddingRequest, SearchRequest, DocumentsRequest = bodies.embedding, bodies.search, bodies.documents
+
+    @app.post("/v1/embeddings", response_model=EmbeddingResponse, responses=_errors(404, 413, 422))
+    def embeddings(req: EmbeddingRequest) -> EmbeddingResponse:
+        """Embed texts as queries (optionally reasoning first) or as documents."""
+        return service.embeddings(req)
+
+    @app.post("/v1/search", response_model=SearchResponse, responses=_errors(413, 422))
+    def search(req: SearchRequest) -> SearchResponse:
+        """Rank the index's documents for one query; with reasoning the trace comes back too."""
+        return service.search(req)
+
+    @app.post("/v1/documents", response_model=DocumentsResponse, responses=_errors(413, 422))
+    def upsert(req: DocumentsRequest) -> DocumentsResponse:
+        """Add or replace documents; durable (journaled and fsynced) when the response arrives."""
+        return service.upsert(req)
+
+    @app.get("/v1/documents/{doc_id}", response_model=DocumentOut, responses=_errors(404, 422),
+             response_model_by_alias=True)
+    def get_document(doc_id: str) -> DocumentOut:
+        """Return a stored document's title and text."""
+        return service.get(doc_id)
+
+    @app.delete("/v1/documents/{doc_id}", response_model=DeleteResponse, responses=_errors(404, 422))
+    def delete_document(doc_id: str) -> DeleteResponse:
+        """Remove a document; durable when the response arrives."""
+        return service.delete(doc_id)
+
+    @app.get("/health", response_model=HealthResponse)
+    def health() -> HealthResponse:
+        return service.health()
+
+    @app.get("/v1/models", response_model=ModelList)
+    def models() -> ModelList:
+        """The one model this service runs (OpenAI's list shape)."""
+        return ModelList(data=[ModelCard(id=service.model.name, created=int(service.started))])
+
+    return app
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def run(service: Service, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Serve until interrupted, then snapshot the index."""
+    import uvicorn
+
+    try:
+        uvicorn.run(create_app(service), host=host, port=port, log_level=log_level, workers=1)
+    finally:
+        service.close()

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from searchr3.losses import info_nce, kl_to_reference, sft_nll, triplet
+from searchr3.losses import grpo_kl, grpo_policy_loss, info_nce, kl_to_reference, sft_nll, triplet
 
 
 def _unit(*rows):
@@ -72,3 +72,31 @@ def test_docstring_examples_hold():
     for module in (searchr3.losses, searchr3.metrics):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+def test_grpo_policy_loss_by_hand():
+    old = torch.log(torch.tensor([[0.5, 0.5], [0.4, 0.2]]))
+    new = torch.log(torch.tensor([[0.75, 0.5], [0.2, 0.9]]))  # ratios [1.5, 1.0], [0.5, 4.5]
+    mask = torch.tensor([[True, True], [True, False]])  # rollout 2 generated one token
+    adv = torch.tensor([1.0, -1.0])
+    # row 1 (A=+1): min(1.5, 1.2)=1.2 and 1.0 -> mean 1.1; row 2 (A=-1): min(-0.5, -0.8) = -0.8
+    loss = grpo_policy_loss(new, old, adv, mask, clip_eps=0.2)
+    assert loss.item() == pytest.approx(-(1.1 + -0.8) / 2, rel=1e-5)
+    # A rollout with no generated token contributes zero, not NaN.
+    empty = grpo_policy_loss(new, old, adv, torch.tensor([[True, True], [False, False]]), 0.2)
+    assert empty.item() == pytest.approx(-(1.1 + 0.0) / 2, rel=1e-5)
+
+
+def test_grpo_policy_gradient_points_up_for_positive_advantage():
+    logp = torch.log(torch.tensor([[0.5]])).requires_grad_()
+    grpo_policy_loss(logp, logp.detach(), torch.tensor([1.0]), torch.tensor([[True]])).backward()
+    assert logp.grad.item() < 0  # descending the loss raises the token's log-prob
+
+
+def test_grpo_kl_by_hand():
+    logp = torch.log(torch.tensor([[0.5, 0.25]]))
+    ref = torch.log(torch.tensor([[0.25, 0.25]]))
+    r = math.log(0.5)  # ref - logp on the first token; 0 on the second
+    expected = ((math.exp(r) - r - 1) + 0.0) / 2
+    assert grpo_kl(logp, ref, torch.tensor([[True, True]])).item() == pytest.approx(expected, rel=1e-5)
+    assert grpo_kl(logp, ref, torch.tensor([[False, True]])).item() == pytest.approx(0.0, abs=1e-7)

@@ -1,4 +1,5 @@
-"""Stage-1 losses as pure functions on tensors: InfoNCE, triplet, KL to a reference, SFT.
+"""Losses as pure functions on tensors: InfoNCE, triplet, KL to a reference, SFT (Stage 1),
+and GRPO's clipped policy-gradient and per-token KL estimate (Stage 2).
 
 None of these calls a model. Symbols follow the Search-R3 paper: τ (temperature), θ (margin).
 Embeddings are L2-normalised, so dot products are cosine similarities.
@@ -87,3 +88,47 @@ def sft_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     if logits.shape[0] == 0:
         return logits.sum() * 0.0
     return F.cross_entropy(logits.float(), targets)
+
+
+def _masked_mean_per_sequence(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over each row's unmasked tokens, then over rows (GRPO's 1/|o_i| Σ_t, then 1/G Σ_i).
+
+    Rows without a token (a rollout that emitted the embed token at once) count as zero.
+    """
+    m = mask.to(values.dtype)
+    per_row = (values * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+    return per_row.mean()
+
+
+def grpo_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                     clip_eps: float = 0.2) -> torch.Tensor:
+    """PPO-style clipped surrogate on generated tokens, with one advantage per rollout (GRPO).
+
+    loss = −mean_i mean_t min(ρ_it·A_i, clip(ρ_it, 1−ε, 1+ε)·A_i), ρ = exp(logp − old_logp).
+
+    Args:
+        logp: (R, T) log-probs of the generated tokens under the current policy (with grad).
+        old_logp: (R, T) the same under the policy that sampled them (no grad).
+        advantages: (R,) group-normalised advantages.
+        mask: (R, T) True on generated tokens (padding and the prompt are False).
+        clip_eps: ε.
+
+    >>> lp = torch.log(torch.tensor([[0.5]])); m = torch.tensor([[True]])
+    >>> grpo_policy_loss(lp, lp, torch.tensor([2.0]), m).item()   # ρ = 1: −A
+    -2.0
+    """
+    ratio = torch.exp(logp - old_logp)
+    a = advantages[:, None].to(logp.dtype)
+    surrogate = torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
+    return -_masked_mean_per_sequence(surrogate, mask)
+
+
+def grpo_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-token KL(π_θ ‖ π_ref) estimate on the sampled tokens (Schulman's k3, as GRPO uses):
+    exp(r) − r − 1 with r = ref_logp − logp; non-negative, zero when the policies agree.
+
+    >>> lp = torch.log(torch.tensor([[0.5]])); grpo_kl(lp, lp, torch.tensor([[True]])).item()
+    0.0
+    """
+    r = ref_logp - logp
+    return _masked_mean_per_sequence(torch.exp(r) - r - 1, mask)

@@ -1,0 +1,231 @@
+"""The Stage-2 retrieval environment: rewards rollouts by ranking a corpus whose vectors are
+kept fresh *locally* instead of re-encoding the whole corpus after every policy update.
+
+The policy changes a little each step, so every cached document vector goes slightly stale.
+Only a few documents decide a batch's rewards: the queries' positives and whatever the
+rollout vectors currently rank near the top. Each step the environment re-encodes exactly
+that *affected region* (positives, each rollout's top-k, and their neighbours in a
+document graph, since a stale neighbour of a top document is the likeliest to move into
+the top) with the current policy, writes the vectors back and then computes rewards. A full
+re-encode happens every `full_every` steps, or at once when the refreshed documents moved
+more than `drift_bound` (1 − mean cosine of old and new vectors). `refresh="full"` re-encodes
+everything every step: the exact reference.
+
+The environment never sees the model: it calls `encode(doc_indices) -> (n, H) vectors`, so
+the trainer decides how (batched, sharded across ranks) and tests can use stand-ins.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+
+from . import reward
+
+Encoder = Callable[[Sequence[int]], np.ndarray]
+
+
+@dataclass
+class EnvConfig:
+    """Environment settings (the `env:` section of configs/rl.yaml)."""
+
+    refresh: str = "local"  # local | full (re-encode the whole corpus every step: the exact reference)
+    top_k: int = 20  # each rollout's current top-k documents join the affected region
+    neighbours: int = 4  # graph neighbours added per affected document (0: none)
+    graph: str = "exact"  # exact kNN graph (FAISS flat) or hnsw (FAISS HNSW, for large corpora)
+    full_every: int = 100  # full re-encode every R steps (0: never, drift permitting)
+    drift_bound: float = 0.05  # full re-encode at once when the refreshed documents drifted more
+    reward_k: int = 10  # nDCG@k
+    gain: str = "linear"  # DCG form: linear (trec_eval) or exponential (2^rel - 1)
+    format_penalty: float = 0.5  # subtracted when the embed token had to be forced
+    length_penalty: float = 0.0  # per reasoning token beyond length_free
+    length_free: int = 64
+    fidelity_every: int = 0  # every M steps compare cached rewards with an exact re-encode (0: never)
+
+    def __post_init__(self) -> None:
+        if self.refresh not in ("local", "full"):
+            raise ValueError(f"refresh must be local or full, got {self.refresh!r}")
+        if self.graph not in ("exact", "hnsw"):
+            raise ValueError(f"graph must be exact or hnsw, got {self.graph!r}")
+        if self.gain not in reward.GAINS:
+            raise ValueError(f"gain must be one of {reward.GAINS}, got {self.gain!r}")
+        if self.top_k < self.reward_k:
+            raise ValueError(f"top_k ({self.top_k}) must be >= reward_k ({self.reward_k}): the documents that "
+                             "decide the reward must be refreshed")
+
+
+@dataclass
+class StepResult:
+    """What one environment step did and found."""
+
+    rewards: np.ndarray  # shaped reward per rollout
+    ndcg: np.ndarray  # nDCG@k per rollout (before penalties)
+    encodings: int  # documents re-encoded this step (not counting fidelity checks)
+    full_refresh: bool
+    drift: float  # 1 - mean cosine(old, new) over the documents refreshed this step
+    seconds: dict[str, float] = field(default_factory=dict)  # encode / graph / rank time
+    fidelity: dict[str, float] | None = None  # spearman and mean_abs_diff, on fidelity steps
+
+
+def knn_graph(vectors: np.ndarray, k: int, kind: str = "exact") -> np.ndarray:
+    """Each document's k nearest other documents by inner product, (N, k) int64 (-1 where fewer)."""
+    n, dim = vectors.shape
+    if k <= 0 or n <= 1:
+        return np.zeros((n, 0), dtype=np.int64)
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    if kind == "exact":
+        index = faiss.IndexFlatIP(dim)
+    else:
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = max(64, 2 * k)
+    index.add(x)
+    _, ids = index.search(x, min(k + 1, n))
+    out = np.full((n, k), -1, dtype=np.int64)
+    for i, row in enumerate(ids):
+        others = row[(row != i) & (row >= 0)][:k]
+        out[i, :len(others)] = others
+    return out
+
+
+class RetrievalEnv:
+    """Document vectors, when each was encoded, a neighbour graph, and the reward.
+
+    Args:
+        doc_ids: corpus document ids (row order of the vectors).
+        encode: maps document row indices to current-policy vectors (L2-normalised).
+        config: refresh policy and reward settings.
+    """
+
+    def __init__(self, doc_ids: Sequence[str], encode: Encoder, config: EnvConfig | None = None):
+        self.config = config or EnvConfig()
+        self.doc_ids = [str(d) for d in doc_ids]
+        self.row = {d: i for i, d in enumerate(self.doc_ids)}
+        if len(self.row) != len(self.doc_ids):
+            raise ValueError("doc_ids contain a duplicate")
+        self.encode = encode
+        self.step_count = 0
+        self.total_encodings = 0
+        self.vectors = self._encode(range(len(self.doc_ids)))
+        self.encoded_at = np.zeros(len(self.doc_ids), dtype=np.int64)
+        self.graph = knn_graph(self.vectors, self.config.neighbours, self.config.graph)
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def _encode(self, rows: Sequence[int] | range) -> np.ndarray:
+        rows = list(rows)
+        if not rows:
+            return np.zeros((0, 0), dtype=np.float32)
+        x = np.asarray(self.encode(rows), dtype=np.float32)
+        if x.shape[0] != len(rows):
+            raise ValueError(f"encode returned {x.shape[0]} vectors for {len(rows)} documents")
+        return x
+
+    # ------------------------------------------------------------------ ranking
+    def top(self, vectors: np.ndarray, k: int, corpus: np.ndarray | None = None) -> np.ndarray:
+        """Row indices of the k best documents per rollout vector, best first, (R, k)."""
+        docs = self.vectors if corpus is None else corpus
+        scores = np.asarray(vectors, dtype=np.float32) @ docs.T
+        k = min(k, scores.shape[1])
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.take_along_axis(scores, part, axis=1).argsort(axis=1)[:, ::-1]
+        return np.take_along_axis(part, order, axis=1)
+
+    def positives(self, qrels: Mapping[str, int]) -> list[int]:
+        return [self.row[d] for d, g in qrels.items() if g > 0 and d in self.row]
+
+    def affected(self, qrels: Sequence[Mapping[str, int]], vectors: np.ndarray) -> np.ndarray:
+        """The affected region: positives, each rollout's top-k under the cached vectors, and
+        the graph neighbours of all of those. Sorted unique row indices."""
+        rows = set()
+        for rel in qrels:
+            rows.update(self.positives(rel))
+        rows.update(self.top(vectors, self.config.top_k).ravel().tolist())
+        seeds = np.fromiter(rows, dtype=np.int64)
+        if self.graph.shape[1]:
+            neighbours = self.graph[seeds].ravel()
+            rows.update(neighbours[neighbours >= 0].tolist())
+        return np.array(sorted(rows), dtype=np.int64)
+
+    # ------------------------------------------------------------------ refreshing
+    def refresh(self, rows: np.ndarray) -> float:
+        """Re-encode `rows` with the current policy and write them back; returns their drift."""
+        if len(rows) == 0:
+            return 0.0
+        new = self._encode(rows)
+        old = self.vectors[rows]
+        drift = float(1.0 - np.mean(np.sum(old * new, axis=1)))
+        self.vectors[rows] = new
+        self.encoded_at[rows] = self.step_count
+        self.total_encodings += len(rows)
+        return drift
+
+    def full_refresh(self) -> float:
+        """Re-encode the whole corpus and rebuild the neighbour graph; returns the drift."""
+        drift = self.refresh(np.arange(len(self.doc_ids)))
+        self.graph = knn_graph(self.vectors, self.config.neighbours, self.config.graph)
+        return drift
+
+    # ------------------------------------------------------------------ the step
+    def rewards(self, qrels: Sequence[Mapping[str, int]], vectors: np.ndarray, forced: Sequence[bool],
+                lengths: Sequence[int], corpus: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(shaped rewards, nDCG@k) of rollouts ranked against `corpus` (default: the cache)."""
+        c = self.config
+        top = self.top(vectors, c.reward_k, corpus)
+        rankings = [[self.doc_ids[i] for i in row] for row in top]
+        ndcg = reward.ndcg_rewards(qrels, rankings, c.reward_k, c.gain)
+        return reward.shaped_rewards(ndcg, forced, lengths, c.format_penalty, c.length_penalty, c.length_free), ndcg
+
+    def step(self, qrels: Sequence[Mapping[str, int]], vectors: np.ndarray, forced: Sequence[bool] | None = None,
+             lengths: Sequence[int] | None = None) -> StepResult:
+        """Refresh what this batch's rewards depend on, then reward each rollout.
+
+        Call once per training step, after the policy update of the previous step, with one
+        entry per rollout: its query's judgements, its vector, whether the token was forced
+        and its reasoning length in tokens.
+        """
+        c = self.config
+        vectors = np.asarray(vectors, dtype=np.float32)
+        n = len(vectors)
+        forced = [False] * n if forced is None else list(forced)
+        lengths = [0] * n if lengths is None else list(lengths)
+        if not (len(qrels) == n == len(forced) == len(lengths)):
+            raise ValueError("qrels, vectors, forced and lengths need one entry per rollout")
+        self.step_count += 1
+        before = self.total_encodings
+        seconds: dict[str, float] = {}
+        t = time.perf_counter()
+        full = c.refresh == "full" or (c.full_every > 0 and self.step_count % c.full_every == 0)
+        if full:
+            drift = self.full_refresh()
+        else:
+            rows = self.affected(qrels, vectors)
+            seconds["select"] = time.perf_counter() - t
+            t = time.perf_counter()
+            drift = self.refresh(rows)
+            if drift > c.drift_bound:
+                self.full_refresh()
+                full = True
+        seconds["encode"] = time.perf_counter() - t
+        encodings = self.total_encodings - before
+        t = time.perf_counter()
+        shaped, ndcg = self.rewards(qrels, vectors, forced, lengths)
+        seconds["reward"] = time.perf_counter() - t
+        result = StepResult(shaped, ndcg, encodings, full, drift, seconds)
+        if c.fidelity_every and self.step_count % c.fidelity_every == 0 and not full:
+            result.fidelity = self.check_fidelity(qrels, vectors, ndcg)
+        return result
+
+    def check_fidelity(self, qrels: Sequence[Mapping[str, int]], vectors: np.ndarray,
+                       cached_ndcg: np.ndarray) -> dict[str, float]:
+        """Rewards on the cache vs after an exact full re-encode (whose vectors are then kept)."""
+        exact = self._encode(range(len(self.doc_ids)))
+        _, exact_ndcg = self.rewards(qrels, vectors, [False] * len(vectors), [0] * len(vectors), corpus=exact)
+        stale = float(1.0 - np.mean(np.sum(self.vectors * exact, axis=1)))
+        self.vectors = exact  # paid for, so kept (the graph is left as is: it only picks neighbours)
+        self.encoded_at[:] = self.step_count
+        return {**reward.fidelity(cached_ndcg, exact_ndcg), "corpus_drift": stale, "encodings": len(self.doc_ids)}

@@ -1,0 +1,149 @@
+"""The Stage-2 environment and rewards: local refresh, full refresh, drift, fidelity; nDCG via trec_eval."""
+
+import numpy as np
+import pytest
+
+from searchr3 import metrics
+from searchr3.train import reward
+from searchr3.train.env import EnvConfig, RetrievalEnv, knn_graph
+
+
+class Drifting:
+    """A stand-in policy: vector = normalise(base[i] @ A). `move()` is a policy update: it
+    perturbs A (all vectors turn together) and each document's own base (they move apart)."""
+
+    def __init__(self, n=300, dim=16, sigma=0.0, seed=0):
+        rng = np.random.default_rng(seed)
+        self.base = rng.standard_normal((n, dim)).astype(np.float32)
+        self.A = np.eye(dim, dtype=np.float32)
+        self.sigma, self.rng, self.calls = sigma, rng, []
+
+    def __call__(self, rows):
+        self.calls.append(len(rows))
+        x = self.base[list(rows)] @ self.A
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    def query(self, doc, noise=1.0):
+        x = (self.base[doc] + noise * self.rng.standard_normal(self.base.shape[1])) @ self.A
+        return (x / np.linalg.norm(x)).astype(np.float32)
+
+    def move(self):
+        d = self.A.shape[0]
+        self.A += (self.sigma * self.rng.standard_normal((d, d)) / np.sqrt(d)).astype(np.float32)
+        self.base += (self.sigma * self.rng.standard_normal(self.base.shape)).astype(np.float32)
+
+
+def test_ndcg_rewards_match_hand_values_and_gain_forms():
+    qrels = [{"a": 1}, {"a": 1}, {"a": 2, "b": 1}]
+    rankings = [["a", "x", "y"], ["x", "a", "y"], ["b", "a", "y"]]
+    r = reward.ndcg_rewards(qrels, rankings, k=3)
+    ideal3 = 2 + 1 / np.log2(3)
+    np.testing.assert_allclose(r, [1.0, 1 / np.log2(3), (1 + 2 / np.log2(3)) / ideal3], atol=1e-4)
+    e = reward.ndcg_rewards(qrels, rankings, k=3, gain="exponential")  # gains 3 and 1
+    np.testing.assert_allclose(e[2], (1 + 3 / np.log2(3)) / (3 + 1 / np.log2(3)), atol=1e-4)
+    assert reward.ndcg_rewards([{"a": 1}], [["x", "y"]], k=2)[0] == 0.0
+    with pytest.raises(ValueError, match="gain"):
+        reward.ndcg_rewards(qrels, rankings, 3, gain="cubic")
+
+
+def test_shaped_rewards_and_group_advantages():
+    shaped = reward.shaped_rewards(np.array([1.0, 0.5]), [False, True], [70, 10], format_penalty=0.5,
+                                   length_penalty=0.01, length_free=64)
+    np.testing.assert_allclose(shaped, [1.0 - 0.06, 0.0])
+    adv = reward.group_advantages(np.array([1.0, 0.0, 0.5, 0.5]), group=2)
+    np.testing.assert_allclose(adv, [1, -1, 0, 0], atol=1e-5)  # a tied group carries no signal
+    with pytest.raises(ValueError, match="groups"):
+        reward.group_advantages(np.ones(3), group=2)
+
+
+def test_fidelity_measures():
+    assert reward.fidelity(np.array([0.1, 0.5, 0.9]), np.array([0.2, 0.6, 1.0]))["spearman"] == pytest.approx(1.0)
+    f = reward.fidelity(np.array([0.1, 0.5, 0.9]), np.array([0.9, 0.5, 0.1]))
+    assert f["spearman"] == pytest.approx(-1.0) and f["mean_abs_diff"] == pytest.approx(16 / 30)
+    assert reward.fidelity(np.zeros(3), np.zeros(3))["spearman"] == 1.0
+
+
+def test_knn_graph_is_exact_and_excludes_self():
+    x = np.eye(4, dtype=np.float32)
+    x[1] = [0.9, 0.1, 0, 0]
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    g = knn_graph(x, 2)
+    assert g.shape == (4, 2) and all(i not in g[i] for i in range(4))
+    assert g[0, 0] == 1 and g[1, 0] == 0
+
+
+def test_local_refresh_encodes_only_the_affected_region():
+    enc = Drifting(n=300)
+    env = RetrievalEnv([f"d{i}" for i in range(300)], enc, EnvConfig(top_k=10, reward_k=10, neighbours=2,
+                                                                       full_every=0, drift_bound=1.0))
+    assert enc.calls == [300] and env.total_encodings == 0  # the initial encode is not a refresh
+    vectors = np.stack([enc.query(5), enc.query(5), enc.query(7)])
+    qrels = [{"d5": 1}, {"d5": 1}, {"d7": 1}]
+    expected = env.affected(qrels, vectors)
+    assert {5, 7} <= set(expected.tolist()) and len(expected) <= 2 + 3 * 10 * 3
+    result = env.step(qrels, vectors)
+    assert result.encodings == len(expected) < 300 and not result.full_refresh
+    assert set(np.flatnonzero(env.encoded_at == 1)) == set(expected.tolist())
+    assert result.drift == pytest.approx(0.0, abs=1e-6)  # the policy did not move
+    assert result.ndcg.shape == (3,) and result.ndcg.max() > 0
+
+
+def test_full_refresh_every_r_steps_on_drift_and_in_exact_mode():
+    enc = Drifting(n=200)
+    ids = [f"d{i}" for i in range(200)]
+    env = RetrievalEnv(ids, enc, EnvConfig(top_k=10, full_every=3, drift_bound=1.0))
+    q = [{"d1": 1}]
+    v = enc.query(1)[None]
+    assert [env.step(q, v).full_refresh for _ in range(6)] == [False, False, True, False, False, True]
+
+    exact = RetrievalEnv(ids, enc, EnvConfig(refresh="full", top_k=10))
+    assert exact.step(q, v).encodings == 200
+
+    moving = Drifting(n=200, sigma=0.5)
+    env = RetrievalEnv(ids, moving, EnvConfig(top_k=10, full_every=0, drift_bound=0.01))
+    moving.move()
+    result = env.step(q, moving.query(1)[None])
+    assert result.drift > 0.01 and result.full_refresh and result.encodings > 200
+
+
+class NeverRefreshed(RetrievalEnv):
+    """The control: a cache that is never refreshed between fidelity checks."""
+
+    def refresh(self, rows):
+        return 0.0
+
+
+def fidelity_run(env_class, sigma=0.2):
+    enc = Drifting(n=400, dim=16, sigma=sigma, seed=1)
+    env = env_class([f"d{i}" for i in range(400)], enc,
+                    EnvConfig(top_k=10, neighbours=0, full_every=0, drift_bound=1.0, fidelity_every=5))
+    fidelities, encodings = [], []
+    for step in range(10):
+        enc.move()
+        docs = [(step * 8 + j) % 400 for j in range(8)]
+        vectors = np.stack([enc.query(d) for d in docs for _ in range(4)])
+        qrels = [{f"d{d}": 1} for d in docs for _ in range(4)]
+        result = env.step(qrels, vectors, forced=[False] * 32, lengths=[10] * 32)
+        encodings.append(result.encodings)
+        if result.fidelity:
+            fidelities.append(result.fidelity)
+    return fidelities, encodings
+
+
+def test_local_refresh_rewards_track_exact_rewards_where_a_stale_cache_does_not():
+    local, encodings = fidelity_run(RetrievalEnv)
+    stale, _ = fidelity_run(NeverRefreshed)
+    assert len(local) == len(stale) == 2
+    assert max(encodings) < 0.6 * 400  # 32 rollouts x top-10 on a 400-doc corpus: about half of it
+    for f_local, f_stale in zip(local, stale):
+        assert f_local["spearman"] > 0.95 and f_local["mean_abs_diff"] < 0.02
+        assert f_stale["spearman"] < 0.9 and f_stale["mean_abs_diff"] > 0.05  # the drift is real
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="top_k"):
+        EnvConfig(top_k=5, reward_k=10)
+    with pytest.raises(ValueError, match="refresh"):
+        EnvConfig(refresh="sometimes")
+    with pytest.raises(ValueError, match="duplicate"):
+        RetrievalEnv(["a", "a"], Drifting(n=2))

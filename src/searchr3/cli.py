@@ -208,6 +208,19 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_rl(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .train.grpo import load_rl_config, train_rl
+
+    config, env_config = load_rl_config(args.config)
+    if args.init:
+        config = dataclasses.replace(config, init=args.init)
+    output = args.output or f"runs/rl-{Path(args.config).stem}"
+    train_rl(config, env_config, output, resume=args.resume)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="searchr3", description="Reason about a query, then embed it.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -277,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output", help="output folder; becomes a loadable model (default runs/sft-<config>)")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
     t.set_defaults(func=cmd_train_sft)
+    t = tsub.add_parser("rl", help="Stage 2: GRPO on reasoning + embedding, with the local-refresh environment")
+    t.add_argument("--config", required=True, help="YAML file with `rl:` and `env:` sections (see configs/rl.yaml)")
+    t.add_argument("--init", help="model to start from (default: the config's init, the released SFT adapter)")
+    t.add_argument("--output", help="output folder; becomes a loadable model (default runs/rl-<config>)")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+    t.set_defaults(func=cmd_train_rl)
 
     p = sub.add_parser("search", help="search an index (it remembers its model)")
     p.add_argument("queries", nargs="+", help="one or more queries")

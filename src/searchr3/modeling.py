@@ -209,7 +209,9 @@ class SearchR3:
         try:
             tmp.chmod(0o755)
             # A PEFT model saves only the adapter and the new token's row, not the resized matrix.
-            extra = {"save_embedding_layers": False} if hasattr(self.model, "peft_config") else {}
+            # Only the trained adapter: a frozen reference copy (Stage 2) is not part of the model.
+            extra = ({"save_embedding_layers": False, "selected_adapters": ["default"]}
+                     if hasattr(self.model, "peft_config") else {})
             self.model.save_pretrained(tmp, **extra)
             if extra:  # PEFT writes a boilerplate card and the base's local path; name the base instead
                 (tmp / "README.md").unlink(missing_ok=True)

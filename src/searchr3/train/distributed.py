@@ -76,3 +76,23 @@ def average_gradients(params: list[torch.nn.Parameter]) -> None:
 def barrier() -> None:
     if world() > 1:
         dist.barrier()
+
+
+def gather_list(items: list) -> list:
+    """Concatenate a Python list from all ranks in rank order (any picklable items)."""
+    if world() == 1:
+        return list(items)
+    parts: list = [None] * world()
+    dist.all_gather_object(parts, list(items))
+    return [x for part in parts for x in part]
+
+
+def gather_array(x):
+    """Concatenate numpy arrays (n_rank, ...) from all ranks in rank order."""
+    import numpy as np
+
+    if world() == 1:
+        return x
+    parts: list = [None] * world()
+    dist.all_gather_object(parts, x)
+    return np.concatenate(parts, axis=0)

@@ -1,0 +1,425 @@
+"""Stage 2 — GRPO on reasoning + embedding, rewarded by ranking in `RetrievalEnv`.
+
+Each step: sample G reasoning completions per query from the current policy; one forward
+pass over prompt + completion gives both the log-probs of the generated tokens and the
+vector at the embed token (the shared read-out); the environment refreshes the affected
+part of the corpus and rewards each rollout with nDCG@k (minus a format penalty when the
+token had to be forced); advantages are group-normalised; the loss is the clipped policy
+gradient on the generated tokens + β·KL to the frozen reference policy (the Stage-1 model)
++ an optional auxiliary InfoNCE on the rollout vectors, so the vector also gets a direct
+gradient.
+
+The policy is a LoRA adapter. Starting from a Stage-1 adapter, that adapter keeps training
+and a frozen copy of it is the reference; starting from a plain base, a fresh adapter
+trains and the reference is the base (the adapter switched off).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import assets, losses
+from ..baselines import SearchR3Retriever
+from ..config import load_section
+from ..data import Dataset, load_dataset
+from ..evaluate import RetrievalEvaluator
+from ..model_card import SUMMARY_FILE
+from ..modeling import SEARCHR3_FILE, EmbedConfig, SearchR3, embed_token_states
+from ..prompts import document_text
+from ..runtime import tune_malloc
+from . import distributed, reward
+from .env import EnvConfig, RetrievalEnv
+from .examples import parse_source, pooled_dev_set
+
+REFERENCE = "reference"  # name of the frozen copy of the initial adapter
+
+
+@dataclass
+class RLConfig:
+    """Stage-2 settings (configs/rl.yaml, section `rl`; the environment's are in `env`)."""
+
+    init: str = "searchr3-smollm2-135m-sft"  # Stage-1 adapter (or a base model) to start from
+    data: str = "scifact:train"  # queries and judgements; never a test split
+    max_queries: int = 200  # a seeded sample of the split's queries
+    corpus_depth: int = 0  # 0: the split's whole corpus; N: a pooled corpus (BM25 top-N of each query + positives)
+    max_length: int = 128  # tokens of query/document text
+    reasoning_tokens: int = 32  # budget of each rollout's reasoning
+    group: int = 4  # G: rollouts per query
+    batch_queries: int = 4  # queries per step
+    temperature: float = 1.0
+    top_p: float = 1.0
+    lora_r: int = 16  # for a fresh adapter (starting from a base model)
+    lora_alpha: int = 32
+    lr: float = 1e-5
+    warmup_steps: int = 5
+    steps: int = 100
+    max_grad_norm: float = 1.0
+    clip_eps: float = 0.2  # ε of the clipped surrogate
+    beta: float = 0.04  # weight of KL to the reference policy
+    w_aux: float = 0.0  # weight of the auxiliary InfoNCE on rollout vectors
+    tau: float = 0.05  # its temperature
+    seed: int = 0
+    eval_every: int = 25  # pooled dev nDCG@10 with reasoning every N steps (0: never)
+    dev: str = "wiki-known-item:dev"
+    dev_queries: int = 40
+    dev_depth: int = 10
+    save_every: int = 25
+    time_limit_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.group < 2:
+            raise ValueError("group must be >= 2: GRPO's advantages compare rollouts of one query")
+        if self.steps < 1 or self.batch_queries < 1:
+            raise ValueError("steps and batch_queries must be >= 1")
+        parse_source(self.data)  # refuses test splits
+
+
+def load_rl_config(path: str | os.PathLike) -> tuple[RLConfig, EnvConfig]:
+    return load_section(path, "rl", RLConfig), load_section(path, "env", EnvConfig)
+
+
+def prepare_policy(config: RLConfig) -> tuple[SearchR3, bool]:
+    """The trainable policy and whether a frozen reference adapter was loaded beside it."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    folder = assets.resolve_model(config.init)
+    embed = EmbedConfig(max_length=config.max_length, reasoning_tokens=config.reasoning_tokens,
+                        temperature=config.temperature, top_p=config.top_p)
+    if not (folder / "adapter_config.json").is_file():
+        model = SearchR3.from_pretrained(config.init, dtype="fp32", config=embed)
+        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
+                          trainable_token_indices={"embed_tokens": [model.embed_token_id]})
+        model.attach(get_peft_model(model.model, lora))
+        return model, False
+    base = json.loads((folder / SEARCHR3_FILE).read_text())["base"]
+    model = SearchR3.from_pretrained(base, dtype="fp32", config=embed)
+    peft = PeftModel.from_pretrained(model.model, folder, is_trainable=True)
+    peft.load_adapter(folder, adapter_name=REFERENCE, is_trainable=False)
+    peft.set_adapter("default")  # trainable again; the reference stays frozen
+    model.attach(peft)
+    return model, True
+
+
+class GRPOTrainer:
+    """Runs Stage 2: rollouts, environment, rewards, GRPO loss, JSONL metrics, checkpoints, exact resume."""
+
+    def __init__(self, config: RLConfig, env_config: EnvConfig, output: str | os.PathLike,
+                 dataset: Dataset | None = None):
+        self.config, self.env_config, self.output = config, env_config, Path(output)
+        tune_malloc()
+        distributed.init()
+        torch.manual_seed(config.seed)
+        self.model, self.has_reference = prepare_policy(config)
+        self.data = dataset or self._load_data()
+        self.query_ids = sorted(self.data.qrels)
+        if len(self.query_ids) < config.batch_queries:
+            raise ValueError(f"{len(self.query_ids)} queries, fewer than one batch of {config.batch_queries}")
+        self.doc_texts = [document_text(d.title, d.text) for d in self.data.corpus]
+        self.env = RetrievalEnv([d.id for d in self.data.corpus], self.encode_documents, env_config)
+        params = [p for p in self.model.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+        self.step = 0
+        self.dev = None
+
+    def _load_data(self) -> Dataset:
+        c = self.config
+        if c.corpus_depth:
+            return pooled_dev_set(c.data, c.max_queries, c.corpus_depth, c.seed)
+        name, split = parse_source(c.data)
+        full = load_dataset(name, split)
+        qids = sorted(random.Random(c.seed).sample(sorted(full.qrels), min(c.max_queries, len(full.qrels))))
+        return Dataset(full.name, full.path, split, full.corpus, {q: full.queries[q] for q in qids},
+                       {q: full.qrels[q] for q in qids})
+
+    # ------------------------------------------------------------------ environment encoder
+    def encode_documents(self, rows) -> np.ndarray:
+        """Current-policy vectors of corpus rows, no grad; sharded over ranks, gathered in order."""
+        rows = list(rows)
+        mine = rows[distributed.rank()::distributed.world()]
+        was_training = self.model.model.training
+        self.model.model.eval()
+        vectors = self.model.embed_documents([self.doc_texts[r] for r in mine],
+                                             show_progress=len(mine) >= 256)
+        self.model.model.train(was_training)
+        gathered = distributed.gather_array(vectors)  # rank 0's rows, then rank 1's, ...
+        w = distributed.world()
+        order = np.concatenate([np.arange(k, len(rows), w) for k in range(w)]).astype(np.int64)
+        out = np.empty_like(gathered)
+        out[order] = gathered
+        return out
+
+    # ------------------------------------------------------------------ data order
+    def batch_at(self, step: int) -> list[str]:
+        """The query ids of a step: a fixed per-epoch shuffle, so a resumed run sees the same data."""
+        b = self.config.batch_queries
+        per_epoch = len(self.query_ids) // b
+        epoch, index = divmod(step, per_epoch)
+        order = list(self.query_ids)
+        random.Random(self.config.seed * 1000 + epoch).shuffle(order)
+        return order[index * b:(index + 1) * b]
+
+    # ------------------------------------------------------------------ rollouts
+    def rollouts(self, qids: list[str]):
+        """G sampled completions per query (this rank's share), seeded by step and rank."""
+        texts = [self.data.queries[q] for q in qids for _ in range(self.config.group)]
+        self.model.model.eval()
+        results = self.model.reason(texts, sample=True, seed=self.config.seed * 1_000_003 + self.step * 101
+                                    + distributed.rank(), show_progress=False)
+        return texts, results
+
+    def sequences(self, texts: list[str], results) -> tuple[torch.Tensor, ...]:
+        """Right-padded prompt + completion ids, and where each generated (acted) token sits.
+
+        A forced embed token was appended by us, not chosen by the policy: it is read out but
+        gets no policy gradient.
+        """
+        rows, acted = [], []
+        for text, r in zip(texts, results):
+            prompt = self.model.prompts.reasoning(text)
+            rows.append(prompt.ids + list(r.token_ids))
+            n_acted = len(r.token_ids) - (1 if r.forced else 0)
+            acted.append((len(prompt.ids), n_acted))
+        ids, mask, pos = self.model.collate(rows, side="right")
+        T = max(1, max(n for _, n in acted))
+        gather = torch.zeros((len(rows), T), dtype=torch.long)  # positions whose logits predict each token
+        targets = torch.zeros((len(rows), T), dtype=torch.long)
+        action = torch.zeros((len(rows), T), dtype=torch.bool)
+        for i, (start, n) in enumerate(acted):
+            for t in range(n):
+                gather[i, t] = start + t - 1
+                targets[i, t] = rows[i][start + t]
+                action[i, t] = True
+        dev = self.model.device
+        return ids, mask, pos, gather.to(dev), targets.to(dev), action.to(dev)
+
+    def token_logps(self, hidden: torch.Tensor, gather: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Log-probs (R, T) of the generated tokens under the sampling temperature."""
+        h = hidden[torch.arange(hidden.shape[0], device=hidden.device)[:, None], gather]  # (R, T, H)
+        logits = self.model.model.get_output_embeddings()(h).float() / self.config.temperature
+        return torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+
+    def reference_logps(self, ids, mask, pos, gather, targets) -> torch.Tensor:
+        peft = self.model.model
+        with torch.no_grad():
+            if self.has_reference:
+                peft.set_adapter(REFERENCE)
+                try:
+                    hidden, _ = self.model.hidden_states(ids, mask, pos)
+                    return self.token_logps(hidden, gather, targets)
+                finally:
+                    peft.set_adapter("default")
+            with peft.disable_adapter():
+                hidden, _ = self.model.hidden_states(ids, mask, pos)
+                return self.token_logps(hidden, gather, targets)
+
+    def aux_infonce(self, vectors: torch.Tensor, qids: list[str]) -> torch.Tensor:
+        """InfoNCE of each rollout vector against the cached vectors of the batch's positives
+        and its current top documents (no grad through the documents)."""
+        c, env = self.config, self.env
+        first_pos = [env.positives(self.data.qrels[q])[0] for q in qids for _ in range(c.group)]
+        top = env.top(vectors.detach().cpu().numpy(), env.config.reward_k).ravel().tolist()
+        cands = sorted(set(first_pos) | set(top))
+        col = {r: i for i, r in enumerate(cands)}
+        candidates = torch.from_numpy(env.vectors[cands]).to(vectors.device)
+        positive = torch.tensor([col[r] for r in first_pos], device=vectors.device)
+        relevant = [{env.row[d] for d, g in self.data.qrels[q].items() if g > 0 and d in env.row}
+                    for q in qids for _ in range(c.group)]
+        exclude = torch.tensor([[r in rel for r in cands] for rel in relevant], device=vectors.device)
+        return losses.info_nce(vectors, candidates, positive, c.tau, exclude)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> dict[str, float]:
+        c = self.config
+        batch = self.batch_at(self.step)
+        mine = batch[distributed.rank()::distributed.world()]
+        for group in self.optimizer.param_groups:
+            group["lr"] = c.lr * min(1.0, (self.step + 1) / max(1, c.warmup_steps))
+        texts, results = self.rollouts(mine)
+        ids, mask, pos, gather, targets, action = self.sequences(texts, results)
+        self.model.model.train()
+        hidden, _ = self.model.hidden_states(ids, mask, pos)
+        logp = self.token_logps(hidden, gather, targets)
+        vectors = embed_token_states(hidden, ids, self.model.embed_token_id)  # the same forward pass
+        # Every rank runs the same environment step on the gathered rollouts of the whole batch.
+        all_vectors = distributed.gather_array(vectors.detach().cpu().numpy())
+        forced = distributed.gather_list([r.forced for r in results])
+        lengths = distributed.gather_list([len(r.token_ids) - 1 for r in results])
+        all_q = distributed.gather_list([q for q in mine for _ in range(c.group)])
+        result = self.env.step([self.data.qrels[q] for q in all_q], all_vectors, forced, lengths)
+        advantages = reward.group_advantages(result.rewards, c.group)
+        offset = sum(len(batch[r::distributed.world()]) for r in range(distributed.rank())) * c.group
+        adv = torch.tensor(advantages[offset:offset + len(texts)], dtype=torch.float32, device=logp.device)
+        ref = self.reference_logps(ids, mask, pos, gather, targets)
+        terms = {"policy": losses.grpo_policy_loss(logp, logp.detach(), adv, action, c.clip_eps),
+                 "kl": losses.grpo_kl(logp, ref, action)}
+        terms["aux"] = self.aux_infonce(vectors, mine) if c.w_aux > 0 else logp.sum() * 0.0
+        total = terms["policy"] + c.beta * terms["kl"] + c.w_aux * terms["aux"]
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        params = [p for p in self.model.model.parameters() if p.requires_grad]
+        distributed.average_gradients(params)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm))
+        if math.isfinite(grad_norm):
+            self.optimizer.step()
+        self.step += 1
+        out = {"loss": distributed.mean(float(total.detach())), **{k: distributed.mean(float(v.detach()))
+                                                                    for k, v in terms.items()},
+               "reward_mean": float(result.rewards.mean()), "reward_std": float(result.rewards.std()),
+               "ndcg_mean": float(result.ndcg.mean()), "forced_rate": float(np.mean(forced)),
+               "length_mean": float(np.mean(lengths)), "encodings": result.encodings, "corpus": len(self.env),
+               "full_refresh": result.full_refresh, "drift": result.drift, "grad_norm": grad_norm,
+               "lr": self.optimizer.param_groups[0]["lr"]}
+        if result.fidelity:
+            out.update({f"fidelity_{k}": v for k, v in result.fidelity.items()})
+        return out
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate_dev(self) -> dict[str, float]:
+        """Pooled dev nDCG@10 with reasoning (greedy), the number tracked during training."""
+        if self.dev is None:
+            self.dev = RetrievalEvaluator(pooled_dev_set(self.config.dev, self.config.dev_queries,
+                                                         self.config.dev_depth, self.config.seed))
+        self.model.model.eval()
+        scores = self.dev(SearchR3Retriever(self.model, reasoning=True, use_cache=False))
+        return {f"dev_{k}": v for k, v in scores.items()}
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path:
+        """Adapter + optimiser + RNG + step + environment state, atomically; keep the latest two."""
+        folder = self.output / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"step-{self.step:06d}"
+        tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=folder))
+        self.model.save_pretrained(tmp / "model")
+        torch.save({"step": self.step, "optimizer": self.optimizer.state_dict(),
+                    "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+                    "numpy_rng": np.random.get_state(), "config": asdict(self.config)}, tmp / "trainer_state.pt")
+        e = self.env
+        np.savez(tmp / "env.npz", vectors=e.vectors, encoded_at=e.encoded_at, graph=e.graph,
+                 counters=np.array([e.step_count, e.total_encodings]))
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+        for old in sorted(folder.glob("step-*"))[:-2]:
+            shutil.rmtree(old, ignore_errors=True)
+        return target
+
+    def resume(self) -> bool:
+        checkpoints = sorted((self.output / "checkpoints").glob("step-*"))
+        if not checkpoints:
+            return False
+        latest = checkpoints[-1]
+        state = torch.load(latest / "trainer_state.pt", weights_only=False)
+        self.model.load_trainable(latest / "model")
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        np.random.set_state(state["numpy_rng"])
+        env = np.load(latest / "env.npz")
+        self.env.vectors, self.env.encoded_at, self.env.graph = env["vectors"], env["encoded_at"], env["graph"]
+        self.env.step_count, self.env.total_encodings = (int(x) for x in env["counters"])
+        self.step = state["step"]
+        return True
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, resume: bool = False) -> Path:
+        c = self.config
+        self.output.mkdir(parents=True, exist_ok=True)
+        if distributed.is_main():
+            (self.output / "rl_config.json").write_text(
+                json.dumps({"rl": asdict(c), "env": asdict(self.env_config)}, indent=2) + "\n")
+        if resume and self.resume():
+            print(f"resumed from step {self.step}")
+        log = open(self.output / "metrics.jsonl", "a", encoding="utf-8") if distributed.is_main() else None
+        if c.eval_every and self.step == 0:
+            if distributed.is_main():
+                log.write(json.dumps({"step": 0, **self.evaluate_dev()}) + "\n")
+            distributed.barrier()
+        bar = tqdm(total=c.steps, initial=self.step, desc="grpo", unit="step", disable=not distributed.is_main())
+        start = time.perf_counter()
+        while self.step < c.steps:
+            if c.time_limit_minutes and time.perf_counter() - start > 60 * c.time_limit_minutes:
+                print(f"time limit of {c.time_limit_minutes} min reached at step {self.step}")
+                break
+            t0 = time.perf_counter()
+            record = {"step": self.step + 1, **self.train_step(), "seconds": time.perf_counter() - t0}
+            if c.eval_every and (self.step % c.eval_every == 0 or self.step == c.steps):
+                if distributed.is_main():
+                    record.update(self.evaluate_dev())
+                distributed.barrier()
+            if log is not None:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            bar.set_postfix({"reward": f"{record['reward_mean']:.3f}±{record['reward_std']:.3f}",
+                             "kl": f"{record['kl']:.4f}", "forced": f"{record['forced_rate']:.2f}",
+                             "enc": record["encodings"]}
+                            | ({"dev": f"{record['dev_ndcg@10']:.3f}"} if "dev_ndcg@10" in record else {}))
+            bar.update(1)
+            if c.save_every and self.step % c.save_every == 0 and self.step < c.steps:
+                if distributed.is_main():
+                    self.save_checkpoint()
+                distributed.barrier()
+        bar.close()
+        if log is not None:
+            log.close()
+        self.model.model.eval()
+        if distributed.is_main():
+            self.model.save_pretrained(self.output, keep=("checkpoints", "metrics.jsonl", "rl_config.json",
+                                                          "reward.png", SUMMARY_FILE))
+            plot_rewards(self.output / "metrics.jsonl", self.output / "reward.png")
+            summary = {"wall_seconds": time.perf_counter() - start, "steps": self.step,
+                       "queries": len(self.query_ids), "corpus": len(self.env)}
+            (self.output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        distributed.barrier()
+        print(f"trained to step {self.step} in {time.perf_counter() - start:.0f} s -> {self.output}")
+        return self.output
+
+
+def plot_rewards(metrics: Path, path: Path) -> None:
+    """Reward (mean ± std over rollouts), KL and dev nDCG@10 against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    every = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    records = [r for r in every if "reward_mean" in r]
+    if not records:
+        return
+    steps = np.array([r["step"] for r in records])
+    mean = np.array([r["reward_mean"] for r in records])
+    std = np.array([r["reward_std"] for r in records])
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax.plot(steps, mean, label="reward (mean over rollouts)")
+    ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    ax.plot(steps, [r["ndcg_mean"] for r in records], label="nDCG@k", lw=1)
+    ax.set_xlabel("step")
+    ax.legend()
+    dev = [r for r in every if "dev_ndcg@10" in r]
+    ax2.plot(steps, [r["kl"] for r in records], color="grey", lw=1, label="KL to reference")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("KL")
+    if dev:
+        right = ax2.twinx()
+        right.plot([r["step"] for r in dev], [r["dev_ndcg@10"] for r in dev], marker="o", color="C3")
+        right.set_ylabel("pooled dev nDCG@10 (reasoning)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def train_rl(config: RLConfig, env_config: EnvConfig, output: str | os.PathLike, resume: bool = False) -> Path:
+    """Run Stage 2, writing a loadable model (a LoRA adapter) to `output`."""
+    return GRPOTrainer(config, env_config, output).train(resume=resume)

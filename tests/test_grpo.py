@@ -1,0 +1,100 @@
+"""Stage-2 GRPO trainer on the tiny model: one step end to end, resume, reference policy, saving."""
+
+import json
+
+import numpy as np
+import pytest
+
+from searchr3 import SearchR3
+from searchr3.data import Dataset, Document
+from searchr3.train.env import EnvConfig
+from searchr3.train.grpo import GRPOTrainer, RLConfig
+from searchr3.train.sft import SFTConfig, SFTTrainer
+from test_sft import TOPICS, _examples
+
+
+def toy_dataset() -> Dataset:
+    corpus = [Document(f"d{i}", "", f"A text on {t}.") for i, t in enumerate(TOPICS)]
+    corpus += [Document(f"x{i}", "", f"Unrelated note number {i} about {TOPICS[i % len(TOPICS)]} and more.")
+               for i in range(24)]
+    queries = {f"q{i}": f"tell me about {t}" for i, t in enumerate(TOPICS)}
+    qrels = {f"q{i}": {f"d{i}": 1} for i in range(len(TOPICS))}
+    return Dataset("toy", None, "train", corpus, queries, qrels)
+
+
+def config(init, **kw):
+    base = dict(init=str(init), data="toy:train", max_length=16, reasoning_tokens=4, group=2, batch_queries=2,
+                steps=4, lr=1e-3, warmup_steps=1, eval_every=0, save_every=0, lora_r=4, w_aux=0.5)
+    base.update(kw)
+    return RLConfig(**base)
+
+
+ENV = EnvConfig(top_k=10, reward_k=10, neighbours=2, full_every=3, drift_bound=1.0, fidelity_every=2)
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="test split"):
+        RLConfig(data="scifact:test")
+    with pytest.raises(ValueError, match="group"):
+        RLConfig(group=1)
+
+
+def test_sequences_mask_only_the_policy_s_own_tokens(tiny_folder, tmp_path):
+    trainer = GRPOTrainer(config(tiny_folder), ENV, tmp_path / "run", toy_dataset())
+    texts, results = trainer.rollouts(["q0", "q1"])
+    assert len(results) == 4 and texts[0] == texts[1]
+    ids, mask, pos, gather, targets, action = trainer.sequences(texts, results)
+    for i, r in enumerate(results):
+        n = len(r.token_ids) - int(r.forced)  # a forced token was appended by us, not chosen
+        assert int(action[i].sum()) == n
+        assert targets[i, :n].tolist() == r.token_ids[:n]
+        prompt = trainer.model.prompts.reasoning(texts[i]).ids
+        assert ids[i, :len(prompt)].tolist() == prompt  # right-padded: the prompt starts each row
+
+
+def test_steps_log_rewards_and_the_run_saves_a_loadable_adapter(tiny_folder, tmp_path):
+    trainer = GRPOTrainer(config(tiny_folder), ENV, tmp_path / "run", toy_dataset())
+    first = trainer.train_step()
+    assert first["kl"] == pytest.approx(0.0, abs=1e-6)  # the policy starts as the reference
+    assert 0.0 <= first["ndcg_mean"] <= 1.0 and first["corpus"] == 32
+    assert first["encodings"] <= 32 and np.isfinite(first["loss"]) and np.isfinite(first["aux"])
+    out = trainer.train(resume=False)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 3, 4]
+    assert records[1]["full_refresh"] and records[1]["encodings"] >= 32  # every full_every=3 steps
+    assert any("fidelity_spearman" in r for r in records)
+    assert (out / "reward.png").is_file() and not (out / "reference").exists()
+    loaded = SearchR3.from_pretrained(out, dtype="fp32", device="cpu")
+    trainer.model.model.eval()
+    texts = ["A text on snow and ice."]
+    np.testing.assert_allclose(loaded.embed_documents(texts), trainer.model.embed_documents(texts), atol=1e-5)
+
+
+def test_resume_continues_exactly(tiny_folder, tmp_path):
+    keys = ("loss", "reward_mean", "kl", "encodings")
+    straight = GRPOTrainer(config(tiny_folder), ENV, tmp_path / "a", toy_dataset())
+    reference = [[s[k] for k in keys] for s in (straight.train_step() for _ in range(4))]
+    first = GRPOTrainer(config(tiny_folder), ENV, tmp_path / "b", toy_dataset())
+    first.train_step()
+    first.train_step()
+    first.save_checkpoint()
+    del first
+    resumed = GRPOTrainer(config(tiny_folder), ENV, tmp_path / "b", toy_dataset())
+    assert resumed.resume() and resumed.step == 2
+    after = [[s[k] for k in keys] for s in (resumed.train_step() for _ in range(2))]
+    np.testing.assert_allclose(after, reference[2:], rtol=1e-4, atol=1e-6)
+
+
+def test_starting_from_a_stage_1_adapter_keeps_it_as_the_reference(tiny_folder, tmp_path):
+    sft = SFTTrainer(SFTConfig(init=str(tiny_folder), sources=["toy:train"], steps=2, batch_size=4, max_length=16,
+                               lr=1e-3, warmup_steps=1, eval_every=0, save_every=0, lora_r=4),
+                     tmp_path / "sft", _examples()).train()
+    trainer = GRPOTrainer(config(sft, lr=5e-3), ENV, tmp_path / "rl", toy_dataset())
+    assert trainer.has_reference
+    steps = [trainer.train_step() for _ in range(3)]
+    assert steps[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # identical to the Stage-1 policy at first
+    out = trainer.train()
+    loaded = SearchR3.from_pretrained(out, dtype="fp32", device="cpu")
+    stage1 = SearchR3.from_pretrained(sft, dtype="fp32", device="cpu")
+    texts = ["A text on rain and clouds."]
+    assert not np.allclose(loaded.embed_documents(texts), stage1.embed_documents(texts), atol=1e-6)

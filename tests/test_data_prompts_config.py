@@ -84,3 +84,22 @@ def test_quickstart_config_loads():
 
     path = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
     assert load_section(path, "embed", EmbedConfig).reasoning_tokens == 64
+
+
+def test_every_shipped_config_loads():
+    """Each YAML in configs/ builds its dataclasses (unknown keys would raise)."""
+    from pathlib import Path
+
+    from searchr3.serve import ServeConfig
+    from searchr3.train.grpo import load_rl_config
+    from searchr3.train.sft import load_sft_config
+
+    folder = Path(__file__).resolve().parents[1] / "configs"
+    loaders = {"quickstart": lambda p: load_section(p, "embed", EmbedConfig), "serve": lambda p: load_section(
+        p, "serve", ServeConfig), "sft": load_sft_config, "rl": load_rl_config}
+    paths = sorted(folder.glob("*.yaml"))
+    assert len(paths) >= 6
+    for path in paths:
+        kind = next(k for k in loaders if path.stem.startswith(k))
+        assert loaders[kind](path) is not None
+    assert load_section(folder / "serve.yaml", "embed", EmbedConfig, missing_ok=True) is None

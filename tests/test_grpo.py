@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from searchr3 import SearchR3
@@ -98,3 +99,17 @@ def test_starting_from_a_stage_1_adapter_keeps_it_as_the_reference(tiny_folder, 
     stage1 = SearchR3.from_pretrained(sft, dtype="fp32", device="cpu")
     texts = ["A text on rain and clouds."]
     assert not np.allclose(loaded.embed_documents(texts), stage1.embed_documents(texts), atol=1e-6)
+
+
+def test_min_reasoning_tokens_in_rollouts_and_log_probs(tiny_folder, tmp_path):
+    trainer = GRPOTrainer(config(tiny_folder, reasoning_tokens=5, min_reasoning_tokens=3), ENV, tmp_path / "r",
+                          toy_dataset())
+    texts, results = trainer.rollouts(["q0"])
+    assert all(len(r.token_ids) >= 4 for r in results)
+    ids, mask, pos, gather, targets, action = trainer.sequences(texts, results)
+    hidden, _ = trainer.model.hidden_states(ids, mask, pos)
+    logp = trainer.token_logps(hidden, gather, targets)
+    assert bool(torch.isfinite(logp[action]).all())  # sampled tokens are possible under the barred logits
+    trainer.train_step()
+    out = trainer.train()
+    assert SearchR3.from_pretrained(out, dtype="fp32", device="cpu").config.min_reasoning_tokens == 3

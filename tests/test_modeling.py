@@ -188,3 +188,14 @@ def test_dtype_auto_picks_fp32_without_native_bf16(tiny_folder, monkeypatch):
     assert v.dtype == np.float32 and abs(np.linalg.norm(v) - 1) < 1e-3
     with pytest.raises(ValueError, match="unknown dtype"):
         modeling.resolve_dtype("fp8", torch.device("cpu"))
+
+
+def test_min_reasoning_tokens_bars_the_token_until_then(tiny_folder):
+    from searchr3 import EmbedConfig, SearchR3
+
+    model = SearchR3.from_pretrained(tiny_folder, dtype="fp32", device="cpu",
+                                     config=EmbedConfig(max_length=48, reasoning_tokens=6, min_reasoning_tokens=4))
+    for r in model.reason(["why is the sky blue?", "tides"], sample=True, seed=1):
+        assert len(r.token_ids) >= 5 and model.embed_token_id not in r.token_ids[:4]
+    with pytest.raises(ValueError, match="min_reasoning_tokens"):
+        EmbedConfig(reasoning_tokens=4, min_reasoning_tokens=5)

@@ -39,7 +39,8 @@ class ReasoningCache:
 
     @staticmethod
     def key(model: SearchR3, query: str, budget: int) -> str:
-        raw = json.dumps([model.fingerprint, budget, query])
+        floor = model.config.min_reasoning_tokens  # changes the traces; absent when 0 so old keys stay valid
+        raw = json.dumps([model.fingerprint, budget, query] + ([floor] if floor else []))
         return hashlib.sha256(raw.encode()).hexdigest()
 
     def reason(self, model: SearchR3, texts: Sequence[str], max_new_tokens: int | None = None,

@@ -37,6 +37,7 @@ class EmbedConfig:
     batch_size: int = 16  # texts per forward pass
     max_length: int = 512  # tokens of user text kept per document or query; the rest is cut
     reasoning_tokens: int = 64  # budget of generated reasoning tokens before the token is forced
+    min_reasoning_tokens: int = 0  # the token (and end of turn) are barred before this many tokens of analysis
     temperature: float = 0.7  # only when sampling (RL rollouts, sample=True)
     top_p: float = 0.95  # nucleus sampling mass, only when sampling
     pad_to_multiple: int = 16  # pad batch length to a multiple of this (steadier kernel speed)
@@ -45,6 +46,9 @@ class EmbedConfig:
         for name in ("batch_size", "max_length", "reasoning_tokens", "pad_to_multiple"):
             if getattr(self, name) < 1:
                 raise ValueError(f"EmbedConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.min_reasoning_tokens <= self.reasoning_tokens:
+            raise ValueError(f"EmbedConfig.min_reasoning_tokens must be in [0, reasoning_tokens], "
+                             f"got {self.min_reasoning_tokens}")
         if self.temperature <= 0:
             raise ValueError(f"EmbedConfig.temperature must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -84,6 +88,19 @@ def embed_token_states(hidden: torch.Tensor, input_ids: torch.Tensor, embed_toke
     last = T - 1 - is_embed.flip(dims=[1]).int().argmax(dim=1)  # (B,) position of the last embed token
     states = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
     return F.normalize(states.float(), dim=-1)
+
+
+def bar_ending(logits: torch.Tensor, embed_token_id: int, eos_token_id: int | None) -> torch.Tensor:
+    """Logits with the embed token and end-of-turn made impossible (a minimum reasoning length).
+
+    Decoding and the Stage-2 log-probs both apply it, so sampled tokens and their
+    probabilities come from the same distribution.
+    """
+    out = logits.clone()
+    out[..., embed_token_id] = float("-inf")
+    if eos_token_id is not None:
+        out[..., eos_token_id] = float("-inf")
+    return out
 
 
 def cpu_supports_bf16() -> bool:
@@ -458,6 +475,8 @@ class SearchR3:
         done = torch.zeros(B, dtype=torch.bool, device=self.device)
         vectors = torch.zeros(B, self.dim, device=self.device)
         for step in range(budget + 1):
+            if step < min(self.config.min_reasoning_tokens, budget):
+                logits = bar_ending(logits, self.embed_token_id, eos)
             tok = self._next_tokens(logits, sampling, generator)  # (B,)
             force = ~done & (tok != self.embed_token_id) & ((tok == eos) | (step >= budget))
             tok = torch.where(force, torch.full_like(tok, self.embed_token_id), tok)

@@ -36,7 +36,7 @@ from ..config import load_section
 from ..data import Dataset, load_dataset
 from ..evaluate import RetrievalEvaluator
 from ..model_card import SUMMARY_FILE
-from ..modeling import SEARCHR3_FILE, EmbedConfig, SearchR3, embed_token_states
+from ..modeling import SEARCHR3_FILE, EmbedConfig, SearchR3, bar_ending, embed_token_states
 from ..prompts import document_text
 from ..runtime import tune_malloc
 from . import distributed, reward
@@ -56,6 +56,7 @@ class RLConfig:
     corpus_depth: int = 0  # 0: the split's whole corpus; N: a pooled corpus (BM25 top-N of each query + positives)
     max_length: int = 128  # tokens of query/document text
     reasoning_tokens: int = 32  # budget of each rollout's reasoning
+    min_reasoning_tokens: int = 0  # bar the embed token before this many tokens (saved with the model)
     group: int = 4  # G: rollouts per query
     batch_queries: int = 4  # queries per step
     temperature: float = 1.0
@@ -96,7 +97,8 @@ def prepare_policy(config: RLConfig) -> tuple[SearchR3, bool]:
 
     folder = assets.resolve_model(config.init)
     embed = EmbedConfig(max_length=config.max_length, reasoning_tokens=config.reasoning_tokens,
-                        temperature=config.temperature, top_p=config.top_p)
+                        min_reasoning_tokens=config.min_reasoning_tokens, temperature=config.temperature,
+                        top_p=config.top_p)
     if not (folder / "adapter_config.json").is_file():
         model = SearchR3.from_pretrained(config.init, dtype="fp32", config=embed)
         lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
@@ -208,6 +210,9 @@ class GRPOTrainer:
         """Log-probs (R, T) of the generated tokens under the sampling temperature."""
         h = hidden[torch.arange(hidden.shape[0], device=hidden.device)[:, None], gather]  # (R, T, H)
         logits = self.model.model.get_output_embeddings()(h).float() / self.config.temperature
+        m = self.config.min_reasoning_tokens
+        if m:  # the first m tokens were sampled with the ending barred: score them the same way
+            logits[:, :m] = bar_ending(logits[:, :m], self.model.embed_token_id, self.model.tokenizer.eos_token_id)
         return torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
 
     def reference_logps(self, ids, mask, pos, gather, targets) -> torch.Tensor:

@@ -113,3 +113,36 @@ def test_min_reasoning_tokens_in_rollouts_and_log_probs(tiny_folder, tmp_path):
     trainer.train_step()
     out = trainer.train()
     assert SearchR3.from_pretrained(out, dtype="fp32", device="cpu").config.min_reasoning_tokens == 3
+
+
+def test_per_text_seeds_make_rollouts_independent_of_batching(tiny):
+    texts = ["why is the sky blue?", "tides and the moon", "volcanoes"]
+    together = tiny.reason(texts, sample=True, seed=[11, 12, 13], batch_size=3)
+    alone = [tiny.reason([t], sample=True, seed=[s])[0] for t, s in zip(texts, [11, 12, 13])]
+    assert [r.token_ids for r in together] == [r.token_ids for r in alone]
+
+
+def test_two_processes_match_one(tiny_folder, tmp_path):
+    """Rollouts and environment encoding sharded over 2 CPU processes: same rewards, loss and update."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    single = GRPOTrainer(config(tiny_folder, batch_queries=4), ENV, tmp_path / "single", toy_dataset())
+    metrics = single.train_step()
+    checksum = sum(float(p.detach().double().sum()) for p in single.model.model.parameters() if p.requires_grad)
+    here = Path(__file__).parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(here / "dist_grpo_worker.py"), str(tiny_folder), str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["world"] == 2
+    for name in ("reward_mean", "reward_std", "ndcg_mean", "encodings", "forced_rate", "length_mean"):
+        assert result["metrics"][name] == pytest.approx(metrics[name], rel=1e-4, abs=1e-6), name
+    for name in ("loss", "policy", "kl", "aux", "grad_norm"):
+        assert result["metrics"][name] == pytest.approx(metrics[name], rel=1e-3, abs=1e-5), name
+    assert result["checksum"] == pytest.approx(checksum, abs=1e-4)

@@ -415,8 +415,9 @@ class SearchR3:
         return np.stack([r.vector for r in results]) if results else np.zeros((0, self.dim), np.float32)
 
     def reason(self, texts: Sequence[str], *, max_new_tokens: int | None = None, sample: bool = False,
-               temperature: float | None = None, top_p: float | None = None, seed: int | None = None,
-               batch_size: int | None = None, show_progress: bool | None = None) -> list[Reasoning]:
+               temperature: float | None = None, top_p: float | None = None,
+               seed: int | Sequence[int] | None = None, batch_size: int | None = None,
+               show_progress: bool | None = None) -> list[Reasoning]:
         """Reason about each query, then embed it; returns one `Reasoning` per query.
 
         Generation stops at the embed token. When the budget of `max_new_tokens` runs out,
@@ -424,6 +425,10 @@ class SearchR3:
         The token's state is read in the same decode loop: feeding the embed token as the
         next input yields its hidden state in one extra step on the KV cache, with no
         re-encoding of the text.
+
+        When sampling, `seed` may be one int (one generator for the whole call) or one seed per
+        text: then each text samples from its own generator, so its completion does not depend
+        on which other texts share its batch (Stage 2 relies on this across processes).
         """
         texts = validate_texts(texts)
         prompts = [self.prompts.reasoning(t) for t in texts]
@@ -431,9 +436,16 @@ class SearchR3:
         budget = self.config.reasoning_tokens if max_new_tokens is None else max_new_tokens
         if budget < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {budget}")
-        generator = torch.Generator(device=self.device)
-        if seed is not None:
-            generator.manual_seed(seed)
+        if seed is not None and not isinstance(seed, int):
+            seeds = list(seed)
+            if len(seeds) != len(texts):
+                raise ValueError(f"{len(seeds)} seeds for {len(texts)} texts")
+            generators = [torch.Generator(device=self.device).manual_seed(int(x)) for x in seeds]
+        else:
+            shared = torch.Generator(device=self.device)
+            if seed is not None:
+                shared.manual_seed(seed)
+            generators = None
         sampling = (temperature or self.config.temperature, top_p or self.config.top_p) if sample else None
         bs = batch_size or self.config.batch_size
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].ids))
@@ -443,14 +455,16 @@ class SearchR3:
                                           disable=not show) as bar:
             for start in range(0, len(order), bs):
                 idx = order[start:start + bs]
+                generator = [generators[i] for i in idx] if generators else shared
                 for i, r in zip(idx, self._reason_batch([prompts[i].ids for i in idx], budget, sampling, generator)):
                     results[i] = r
                 bar.update(len(idx))
         return results  # type: ignore[return-value]
 
     def _next_tokens(self, logits: torch.Tensor, sampling: tuple[float, float] | None,
-                     generator: torch.Generator) -> torch.Tensor:
-        """Pick the next id per row from (B, V) logits: argmax, or temperature + top-p sampling."""
+                     generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
+        """Pick the next id per row from (B, V) logits: argmax, or temperature + top-p sampling
+        (with one generator for the batch, or one per row)."""
         if sampling is None:
             return logits.argmax(dim=-1)
         temperature, top_p = sampling
@@ -458,7 +472,11 @@ class SearchR3:
         sorted_p, sorted_ids = probs.sort(dim=-1, descending=True)
         keep = sorted_p.cumsum(dim=-1) - sorted_p < top_p  # always keeps the most likely id
         sorted_p = sorted_p * keep
-        choice = torch.multinomial(sorted_p / sorted_p.sum(dim=-1, keepdim=True), 1, generator=generator)
+        dist = sorted_p / sorted_p.sum(dim=-1, keepdim=True)
+        if isinstance(generator, list):
+            choice = torch.cat([torch.multinomial(dist[i:i + 1], 1, generator=g) for i, g in enumerate(generator)])
+        else:
+            choice = torch.multinomial(dist, 1, generator=generator)
         return sorted_ids.gather(-1, choice).squeeze(-1)
 
     def _reason_batch(self, rows: list[list[int]], budget: int, sampling, generator) -> list[Reasoning]:

@@ -23,6 +23,7 @@ import random
 import shutil
 import tempfile
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -174,11 +175,13 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ rollouts
     def rollouts(self, qids: list[str]):
-        """G sampled completions per query (this rank's share), seeded by step and rank."""
-        texts = [self.data.queries[q] for q in qids for _ in range(self.config.group)]
+        """G sampled completions per query (this rank's share). Each rollout has its own seed
+        (run seed, step, query, index), so it is the same however the batch is sharded."""
+        c = self.config
+        texts = [self.data.queries[q] for q in qids for _ in range(c.group)]
+        seeds = [zlib.crc32(f"{c.seed}|{self.step}|{q}|{g}".encode()) for q in qids for g in range(c.group)]
         self.model.model.eval()
-        results = self.model.reason(texts, sample=True, seed=self.config.seed * 1_000_003 + self.step * 101
-                                    + distributed.rank(), show_progress=False)
+        results = self.model.reason(texts, sample=True, seed=seeds, show_progress=False)
         return texts, results
 
     def sequences(self, texts: list[str], results) -> tuple[torch.Tensor, ...]:
@@ -229,18 +232,20 @@ class GRPOTrainer:
                 hidden, _ = self.model.hidden_states(ids, mask, pos)
                 return self.token_logps(hidden, gather, targets)
 
-    def aux_infonce(self, vectors: torch.Tensor, qids: list[str]) -> torch.Tensor:
-        """InfoNCE of each rollout vector against the cached vectors of the batch's positives
-        and its current top documents (no grad through the documents)."""
+    def aux_infonce(self, vectors: torch.Tensor, qids: list[str], all_vectors: np.ndarray,
+                    all_qids: list[str]) -> torch.Tensor:
+        """InfoNCE of this rank's rollout vectors against the cached vectors of the whole batch's
+        positives and current top documents (the same candidates on every rank; no grad through
+        the documents)."""
         c, env = self.config, self.env
-        first_pos = [env.positives(self.data.qrels[q])[0] for q in qids for _ in range(c.group)]
-        top = env.top(vectors.detach().cpu().numpy(), env.config.reward_k).ravel().tolist()
-        cands = sorted(set(first_pos) | set(top))
+        first_pos = {q: env.positives(self.data.qrels[q])[0] for q in all_qids}
+        top = env.top(all_vectors, env.config.reward_k).ravel().tolist()
+        cands = sorted(set(first_pos.values()) | set(top))
         col = {r: i for i, r in enumerate(cands)}
         candidates = torch.from_numpy(env.vectors[cands]).to(vectors.device)
-        positive = torch.tensor([col[r] for r in first_pos], device=vectors.device)
-        relevant = [{env.row[d] for d, g in self.data.qrels[q].items() if g > 0 and d in env.row}
-                    for q in qids for _ in range(c.group)]
+        mine = [q for q in qids for _ in range(c.group)]
+        positive = torch.tensor([col[first_pos[q]] for q in mine], device=vectors.device)
+        relevant = [{env.row[d] for d, g in self.data.qrels[q].items() if g > 0 and d in env.row} for q in mine]
         exclude = torch.tensor([[r in rel for r in cands] for rel in relevant], device=vectors.device)
         return losses.info_nce(vectors, candidates, positive, c.tau, exclude)
 
@@ -269,7 +274,8 @@ class GRPOTrainer:
         ref = self.reference_logps(ids, mask, pos, gather, targets)
         terms = {"policy": losses.grpo_policy_loss(logp, logp.detach(), adv, action, c.clip_eps),
                  "kl": losses.grpo_kl(logp, ref, action)}
-        terms["aux"] = self.aux_infonce(vectors, mine) if c.w_aux > 0 else logp.sum() * 0.0
+        terms["aux"] = (self.aux_infonce(vectors, mine, all_vectors, all_q) if c.w_aux > 0
+                        else logp.sum() * 0.0)
         total = terms["policy"] + c.beta * terms["kl"] + c.w_aux * terms["aux"]
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()

@@ -1,0 +1,20 @@
+"""Run by test_grpo.py under `torchrun --nproc_per_node 2`: one GRPO step on the tiny model."""
+
+import json
+import sys
+
+import torch
+
+from test_grpo import ENV, config, toy_dataset
+
+from searchr3.train import distributed
+from searchr3.train.grpo import GRPOTrainer
+
+folder, out = sys.argv[1], sys.argv[2]
+trainer = GRPOTrainer(config(folder, batch_queries=4), ENV, out + "/run", toy_dataset())
+metrics = trainer.train_step()
+checksum = sum(float(p.detach().double().sum()) for p in trainer.model.model.parameters() if p.requires_grad)
+if distributed.is_main():
+    json.dump({"metrics": metrics, "checksum": checksum, "world": distributed.world()},
+              open(out + "/result.json", "w"))
+torch.distributed.destroy_process_group()

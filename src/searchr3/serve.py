@@ -10,6 +10,8 @@ Errors always come back as JSON in OpenAI's shape, `{"error": {"message", "type"
 batch or text limits, 422 for malformed JSON, wrong types and out-of-range values.
 """
 
+# No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at
+# run time, and the request bodies are classes built per config inside `create_app`.
 import base64
 import threading
 import time
@@ -177,11 +179,7 @@ def _errors(*codes: int) -> dict:
 
 # ---------------------------------------------------------------------------- service
 class Service:
-    """The model, the live index and the lock that serialises every use of them.
-
-    (This module does not use `from __future__ import annotations`: FastAPI reads the
-    endpoints' annotations at run time, and /v1/search's body model is built per config.)
-    """
+    """The model, the live index and the lock that serialises every use of them."""
 
     def __init__(self, model: SearchR3, index_dir: str | Path, config: ServeConfig | None = None):
         self.model, self.config = model, config or ServeConfig()
@@ -191,7 +189,8 @@ class Service:
         self.started = time.time()
 
     def check_model(self, name: str | None) -> None:
-        if name is not None and name != self.model.name:
+        """Accept no name, the served name, or (for a model loaded from a folder) the folder's name."""
+        if name is not None and name not in (self.model.name, Path(self.model.name).name):
             raise ServiceError(404, f"model {name!r} is not served here; this service runs {self.model.name!r}",
                                param="model", code="model_not_found")
 

@@ -46,9 +46,9 @@ def test_sequences_mask_only_the_policy_s_own_tokens(tiny_folder, tmp_path):
     assert len(results) == 4 and texts[0] == texts[1]
     ids, mask, pos, gather, targets, action = trainer.sequences(texts, results)
     for i, r in enumerate(results):
-        n = len(r.token_ids) - int(r.forced)  # a forced token was appended by us, not chosen
+        n = len(r.token_ids) - int(r.stop == "budget")  # a token appended at the budget is not a choice
         assert int(action[i].sum()) == n
-        assert targets[i, :n].tolist() == r.token_ids[:n]
+        assert targets[i, :len(r.token_ids) - 1].tolist() == r.token_ids[:-1]
         prompt = trainer.model.prompts.reasoning(texts[i]).ids
         assert ids[i, :len(prompt)].tolist() == prompt  # right-padded: the prompt starts each row
 
@@ -146,3 +146,50 @@ def test_two_processes_match_one(tiny_folder, tmp_path):
     for name in ("loss", "policy", "kl", "aux", "grad_norm"):
         assert result["metrics"][name] == pytest.approx(metrics[name], rel=1e-3, abs=1e-5), name
     assert result["checksum"] == pytest.approx(checksum, abs=1e-4)
+
+
+def test_log_probs_are_read_where_each_token_was_chosen(tiny_folder, tmp_path):
+    """token_logps against the model's own LM-head logits at position t-1 (an independent path)."""
+    trainer = GRPOTrainer(config(tiny_folder, temperature=0.7), ENV, tmp_path / "r", toy_dataset())
+    texts, results = trainer.rollouts(["q0", "q1"])
+    ids, mask, pos, gather, targets, action = trainer.sequences(texts, results)
+    with torch.no_grad():
+        hidden, _ = trainer.model.hidden_states(ids, mask, pos)
+        ours = trainer.token_logps(hidden, gather, targets)
+        logits = trainer.model.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float()
+    for i, r in enumerate(results):
+        start = len(trainer.model.prompts.reasoning(texts[i]).ids)
+        for t in range(int(action[i].sum())):
+            expected = torch.log_softmax(logits[i, start + t - 1] / 0.7, dim=-1)[ids[i, start + t]]
+            if r.stop == "token" or t < len(r.token_ids) - 1:
+                assert ours[i, t].item() == pytest.approx(expected.item(), abs=1e-4)
+
+
+def test_which_tokens_are_the_policy_s_choices(tiny_folder, tmp_path):
+    from searchr3 import Reasoning
+
+    trainer = GRPOTrainer(config(tiny_folder), ENV, tmp_path / "r", toy_dataset())
+    embed, eos = trainer.model.embed_token_id, trainer.model.tokenizer.eos_token_id
+    v = np.zeros(trainer.model.dim, dtype=np.float32)
+    results = [Reasoning("a", False, [100, embed], v, "token"),  # emitted the token: 2 choices
+               Reasoning("a b", True, [100, 101, embed], v, "budget"),  # budget ran out: the token is ours
+               Reasoning("a", True, [100, embed], v, "eos")]  # ended its turn: that choice was end-of-turn
+    ids, mask, pos, gather, targets, action = trainer.sequences(["x"] * 3, results)
+    assert action.sum(dim=1).tolist() == [2, 2, 2]
+    assert targets[0, :2].tolist() == [100, embed]
+    assert targets[1, :2].tolist() == [100, 101]
+    assert targets[2, :2].tolist() == [100, eos]
+    assert ids[2, int(mask[2].sum()) - 1].item() == embed  # the read-out still happens at the token
+
+
+def test_several_updates_per_batch_and_queries_without_positives(tiny_folder, tmp_path):
+    data = toy_dataset()
+    data.qrels["q_lost"] = {"not-in-corpus": 1}
+    data.queries["q_lost"] = "a query whose document is missing"
+    trainer = GRPOTrainer(config(tiny_folder, updates=2), ENV, tmp_path / "r", data)
+    assert "q_lost" not in trainer.query_ids
+    before = [p.detach().clone() for p in trainer.model.model.parameters() if p.requires_grad]
+    metrics = trainer.train_step()
+    assert np.isfinite(metrics["loss"])
+    after = [p for p in trainer.model.model.parameters() if p.requires_grad]
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))

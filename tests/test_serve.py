@@ -131,6 +131,21 @@ def test_documents_search_get_delete(client, tiny):
     assert "d2" not in [h["id"] for h in client.post("/v1/search", json={"query": "France", "k": 5}).json()["hits"]]
 
 
+def test_ids_with_slashes_and_spaces_round_trip(client):
+    ids = ["PMID/123", "a b ü", "x/..y", ".hidden"]  # four: LIMITS.max_batch
+    response = client.post("/v1/documents", json={"documents": [{"_id": i, "text": f"text {n}"}
+                                                                 for n, i in enumerate(ids)]})
+    assert response.status_code == 200, response.text
+    for n, doc_id in enumerate(ids):
+        quoted = httpx.URL("http://x/").copy_with(path="/v1/documents/" + doc_id).raw_path.decode()
+        response = client.get(quoted)
+        assert response.status_code == 200 and response.json()["text"] == f"text {n}", (doc_id, response.text)
+    assert client.delete("/v1/documents/PMID/123").json()["deleted"] == "PMID/123"
+    assert client.get("/health").json()["documents"] == 3
+    for bad in ["..", "../x", "a/./b", "a/.."]:  # unreachable by URL: refused up front
+        error_of(client.post("/v1/documents", json={"documents": [{"_id": bad, "text": "t"}]}), 422)
+
+
 def test_search_on_an_empty_index_returns_no_hits(client):
     response = client.post("/v1/search", json={"query": "anything"})
     assert response.status_code == 200, response.text

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 from .index import VectorIndex, fsync_dir
 
 JOURNAL = "journal.jsonl"
+LOCK = "LOCK"
 
 
 def _encode(vectors: np.ndarray) -> str:
@@ -36,30 +38,45 @@ def _decode(data: str, dim: int) -> np.ndarray:
 class JournaledIndex:
     """A `VectorIndex` plus a write-ahead journal in the same folder.
 
-    Not thread-safe by itself: callers serialise writes (the service holds one lock).
+    Not thread-safe by itself: callers serialise writes (the service holds one lock). One
+    process at a time: opening a folder another process holds raises `RuntimeError`.
     """
 
     def __init__(self, root: Path, index: VectorIndex, compact_every: int = 1000):
         self.root, self.index, self.compact_every = Path(root), index, compact_every
         self._pending = 0  # journal entries not yet in a snapshot
-        self._journal = open(self.root / JOURNAL, "a", encoding="utf-8")
+        self._failed: str | None = None  # set when a failed append could not be rolled back
+        self._journal = open(self.root / JOURNAL, "ab")
+        fsync_dir(self.root)  # the journal's name itself must survive a power cut
 
     @classmethod
     def open(cls, root: str | os.PathLike, model: str, dim: int, kind: str = "flat",
              compact_every: int = 1000) -> "JournaledIndex":
         """Open (or create, empty) the index folder `root` for `model`; replays any journal."""
         root = Path(root)
-        if (root / "CURRENT").is_file():
-            index = VectorIndex.load(root, model=model)
-            if index.dim != dim:
-                raise ValueError(f"{root}: index has dim {index.dim}, model {model!r} has {dim}")
-        else:
-            if root.exists() and any(p.name != JOURNAL for p in root.iterdir()):
-                raise FileNotFoundError(f"{root} exists but is not a searchr3 index (no CURRENT file)")
-            index = VectorIndex(dim, model, kind)
-            index.save(root)
-        replayed = cls._replay(root / JOURNAL, index)
-        live = cls(root, index, compact_every)
+        root.mkdir(parents=True, exist_ok=True)
+        fsync_dir(root.parent)
+        lock = _lock(root)
+        try:
+            if (root / "CURRENT").is_file():
+                index = VectorIndex.load(root, model=model)
+                if index.dim != dim:
+                    raise ValueError(f"{root}: index has dim {index.dim}, model {model!r} has {dim}")
+            else:
+                # Only leftovers of an interrupted first save may be here (no snapshot was ever live).
+                foreign = [p.name for p in root.iterdir() if p.name not in (JOURNAL, LOCK, "CURRENT.tmp")
+                           and not p.name.startswith("snapshot-")]
+                if foreign:
+                    raise FileNotFoundError(f"{root} exists but is not a searchr3 index (no CURRENT file; "
+                                            f"found {foreign[0]!r})")
+                index = VectorIndex(dim, model, kind)
+                index.save(root)
+            replayed = cls._replay(root / JOURNAL, index)
+            live = cls(root, index, compact_every)
+        except BaseException:
+            lock.close()
+            raise
+        live._lock = lock
         if replayed:
             live.compact()
         return live
@@ -68,25 +85,32 @@ class JournaledIndex:
     def _replay(path: Path, index: VectorIndex) -> int:
         """Apply the journal's complete entries to `index`; returns how many were applied.
 
-        A last line without its newline is a write that crashed before it was acknowledged:
-        it is cut off, so that the next entry starts on a line of its own.
+        A last entry that is cut short or unreadable is a write that crashed before it was
+        acknowledged: it is cut off, so that the next entry starts on a line of its own. An
+        unreadable entry before the last one is real damage and raises.
         """
         if not path.is_file():
             return 0
+        complete = path.read_bytes().split(b"\n")[:-1]  # the part after the last newline was never acknowledged
         applied, good = 0, 0
-        with open(path, "rb") as f:
-            for raw in f:
-                if not raw.endswith(b"\n"):
-                    break
+        for n, raw in enumerate(complete):
+            try:
                 entry = json.loads(raw)
-                if entry["op"] == "upsert":
-                    index.add(entry["ids"], _decode(entry["vectors"], index.dim), entry["documents"], replace=True)
-                elif entry["op"] == "delete":
-                    index.remove(entry["ids"])
-                else:
-                    raise ValueError(f"{path}: unknown journal entry {entry['op']!r}")
-                applied += 1
-                good += len(raw)
+                ids = entry["ids"]
+                vectors = _decode(entry["vectors"], index.dim) if entry["op"] == "upsert" else None
+            except (ValueError, KeyError, TypeError) as e:
+                if n == len(complete) - 1:  # torn last write (e.g. zero-filled pages after a power cut)
+                    break
+                raise ValueError(f"{path}:{n + 1}: damaged journal entry ({e}); the index cannot be "
+                                 "restored past it") from e
+            if entry["op"] == "upsert":
+                index.add(ids, vectors, entry["documents"], replace=True)
+            elif entry["op"] == "delete":
+                index.remove(ids)
+            else:
+                raise ValueError(f"{path}:{n + 1}: unknown journal entry {entry['op']!r}")
+            applied += 1
+            good += len(raw) + 1
         if good != path.stat().st_size:
             os.truncate(path, good)
         return applied
@@ -95,9 +119,25 @@ class JournaledIndex:
         return len(self.index)
 
     def _append(self, entry: dict) -> None:
-        self._journal.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self._journal.flush()
-        os.fsync(self._journal.fileno())
+        """Write one entry and fsync it; on failure, cut the file back so it stays well formed."""
+        if self._failed:
+            raise RuntimeError(f"the journal is in an unknown state after a failed write ({self._failed}); "
+                               "restart to recover from the last good entry")
+        data = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
+        start = self._journal.tell()
+        try:
+            self._journal.write(data)
+            self._journal.flush()
+            os.fsync(self._journal.fileno())
+        except BaseException as e:
+            try:
+                self._journal.truncate(start)
+                self._journal.seek(start)
+                self._journal.flush()
+                os.fsync(self._journal.fileno())
+            except OSError:
+                self._failed = f"{type(e).__name__}: {e}"
+            raise
         self._pending += 1
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, documents: Sequence[dict]) -> None:
@@ -125,22 +165,51 @@ class JournaledIndex:
         return len(present)
 
     def _maybe_compact(self) -> None:
+        """Snapshot when due. The write is already durable in the journal, so a failed snapshot
+        is reported as a warning and retried at the next write, never as a failed write."""
         if self._pending >= self.compact_every:
-            self.compact()
+            try:
+                self.compact()
+            except OSError as e:
+                warnings.warn(f"index snapshot failed ({e}); writes stay in the journal", stacklevel=2)
 
     def compact(self) -> None:
-        """Snapshot the index atomically, then empty the journal."""
+        """Snapshot the index atomically, then swap in an empty journal.
+
+        The old journal stays open and valid until the empty one has replaced it, so a failure
+        at any point leaves a snapshot plus a journal that replays to the same state.
+        """
         self.index.save(self.root)
-        self._journal.close()
         tmp = self.root / (JOURNAL + ".tmp")
-        tmp.write_text("")
+        with open(tmp, "wb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, self.root / JOURNAL)
         fsync_dir(self.root)
-        self._journal = open(self.root / JOURNAL, "a", encoding="utf-8")
+        old, self._journal = self._journal, open(self.root / JOURNAL, "ab")
+        old.close()
         self._pending = 0
 
-    def close(self) -> None:
-        """Snapshot pending writes and release the journal file."""
-        if self._pending:
-            self.compact()
-        self._journal.close()
+    def close(self, snapshot: bool = True) -> None:
+        """Snapshot pending writes (unless `snapshot=False`: then the folder is left exactly as a
+        crash would leave it) and release the journal and the folder lock."""
+        try:
+            if snapshot and self._pending and not self._failed:
+                self.compact()
+        finally:
+            self._journal.close()
+            lock = getattr(self, "_lock", None)
+            if lock is not None:
+                lock.close()
+
+
+def _lock(root: Path):
+    """An exclusive advisory lock on the folder for this process (released when closed)."""
+    import fcntl
+
+    handle = open(root / LOCK, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RuntimeError(f"{root} is in use by another process (a running `searchr3 serve`?)") from None
+    return handle

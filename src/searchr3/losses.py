@@ -95,8 +95,7 @@ def _masked_mean_per_sequence(values: torch.Tensor, mask: torch.Tensor) -> torch
 
     Rows without a token (a rollout that emitted the embed token at once) count as zero.
     """
-    m = mask.to(values.dtype)
-    per_row = (values * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+    per_row = torch.where(mask, values, torch.zeros_like(values)).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
     return per_row.mean()
 
 

@@ -63,6 +63,7 @@ class Reasoning:
     forced: bool  # True when the budget ran out (or the turn ended) and the token was appended
     token_ids: list[int] = field(repr=False)  # generated ids, the last one is the embed token
     vector: np.ndarray = field(repr=False)  # (H,) float32, L2-normalised
+    stop: str = "token"  # why it ended: "token" (emitted), "eos" (ended its turn; token appended), "budget"
 
 
 def embed_token_states(hidden: torch.Tensor, input_ids: torch.Tensor, embed_token_id: int,
@@ -490,6 +491,7 @@ class SearchR3:
         eos = self.tokenizer.eos_token_id
         generated: list[list[int]] = [[] for _ in range(B)]
         forced = torch.zeros(B, dtype=torch.bool, device=self.device)
+        by_eos = torch.zeros(B, dtype=torch.bool, device=self.device)
         done = torch.zeros(B, dtype=torch.bool, device=self.device)
         vectors = torch.zeros(B, self.dim, device=self.device)
         for step in range(budget + 1):
@@ -497,6 +499,7 @@ class SearchR3:
                 logits = bar_ending(logits, self.embed_token_id, eos)
             tok = self._next_tokens(logits, sampling, generator)  # (B,)
             force = ~done & (tok != self.embed_token_id) & ((tok == eos) | (step >= budget))
+            by_eos |= force & (tok == eos)
             tok = torch.where(force, torch.full_like(tok, self.embed_token_id), tok)
             tok = torch.where(done, torch.full_like(tok, self.pad_token_id), tok)  # finished rows idle
             forced |= force
@@ -518,5 +521,6 @@ class SearchR3:
         for i in range(B):
             trace = self.tokenizer.decode(generated[i][:-1], skip_special_tokens=True,
                                           clean_up_tokenization_spaces=False).strip()
-            out.append(Reasoning(trace, bool(forced[i]), generated[i], vectors[i].cpu().numpy()))
+            stop = "eos" if by_eos[i] else "budget" if forced[i] else "token"
+            out.append(Reasoning(trace, bool(forced[i]), generated[i], vectors[i].cpu().numpy(), stop))
         return out

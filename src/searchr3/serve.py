@@ -24,7 +24,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .journal import JournaledIndex
@@ -141,7 +141,9 @@ def request_models(config: ServeConfig, dim: int) -> SimpleNamespace:
     """Request bodies with the configured limits in their schema, so clients (and schema-driven
     test tools) see them. Breaking a size limit is answered 413, any other violation 422."""
     Text = Annotated[str, Field(min_length=1, max_length=config.max_chars)]
-    Id = Annotated[str, Field(min_length=1, max_length=512)]
+    # Any characters, but no "." or ".." path segment: HTTP clients collapse those in
+    # /v1/documents/{id}, so such a document could be written but never read or deleted.
+    Id = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^(?!(?:.*/)?\.\.?(?:/|$)).+$")]
 
     class EmbeddingRequest(BaseModel):
         input: Text | Annotated[list[Text], Field(min_length=1, max_length=config.max_batch)] = Field(
@@ -163,6 +165,8 @@ def request_models(config: ServeConfig, dim: int) -> SimpleNamespace:
         reasoning: bool = Field(False, description="reason about the query before embedding it")
 
     class DocumentIn(BaseModel):
+        model_config = ConfigDict(regex_engine="python-re")  # the id pattern needs a look-ahead
+
         id: Id = Field(alias="_id")
         title: Annotated[str, Field(max_length=config.max_chars)] = ""
         text: Text
@@ -336,13 +340,13 @@ def create_app(service: Service) -> FastAPI:
         """Add or replace documents; durable (journaled and fsynced) when the response arrives."""
         return service.upsert(req)
 
-    @app.get("/v1/documents/{doc_id}", response_model=DocumentOut, responses=_errors(404, 422),
+    @app.get("/v1/documents/{doc_id:path}", response_model=DocumentOut, responses=_errors(404, 422),
              response_model_by_alias=True)
     def get_document(doc_id: str) -> DocumentOut:
         """Return a stored document's title and text."""
         return service.get(doc_id)
 
-    @app.delete("/v1/documents/{doc_id}", response_model=DeleteResponse, responses=_errors(404, 422))
+    @app.delete("/v1/documents/{doc_id:path}", response_model=DeleteResponse, responses=_errors(404, 422))
     def delete_document(doc_id: str) -> DeleteResponse:
         """Remove a document; durable when the response arrives."""
         return service.delete(doc_id)

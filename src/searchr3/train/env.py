@@ -207,8 +207,9 @@ class RetrievalEnv:
             seconds["select"] = time.perf_counter() - t
             t = time.perf_counter()
             drift = self.refresh(rows)
-            if drift > c.drift_bound:
-                self.full_refresh()
+            if drift > c.drift_bound:  # the cache is too stale: re-encode the rest too
+                self.refresh(np.setdiff1d(np.arange(len(self.doc_ids)), rows))
+                self.graph = knn_graph(self.vectors, c.neighbours, c.graph)
                 full = True
         seconds["encode"] = time.perf_counter() - t
         encodings = self.total_encodings - before

@@ -68,6 +68,7 @@ class RLConfig:
     warmup_steps: int = 5
     steps: int = 100
     max_grad_norm: float = 1.0
+    updates: int = 1  # μ: optimiser steps on each batch of rollouts (the clip only binds when > 1)
     clip_eps: float = 0.2  # ε of the clipped surrogate
     beta: float = 0.04  # weight of KL to the reference policy
     w_aux: float = 0.0  # weight of the auxiliary InfoNCE on rollout vectors
@@ -83,8 +84,8 @@ class RLConfig:
     def __post_init__(self) -> None:
         if self.group < 2:
             raise ValueError("group must be >= 2: GRPO's advantages compare rollouts of one query")
-        if self.steps < 1 or self.batch_queries < 1:
-            raise ValueError("steps and batch_queries must be >= 1")
+        if self.steps < 1 or self.batch_queries < 1 or self.updates < 1:
+            raise ValueError("steps, batch_queries and updates must be >= 1")
         parse_source(self.data)  # refuses test splits
 
 
@@ -125,8 +126,14 @@ class GRPOTrainer:
         distributed.init()
         torch.manual_seed(config.seed)
         self.model, self.has_reference = prepare_policy(config)
+        if config.batch_queries % distributed.world():
+            raise ValueError(f"batch_queries {config.batch_queries} must divide by the {distributed.world()} "
+                             "processes (each takes an equal share)")
         self.data = dataset or self._load_data()
-        self.query_ids = sorted(self.data.qrels)
+        in_corpus = {d.id for d in self.data.corpus}
+        # A query without a relevant document in the corpus always scores 0: no signal, so left out.
+        self.query_ids = sorted(q for q, rel in self.data.qrels.items()
+                                if any(g > 0 and d in in_corpus for d, g in rel.items()))
         if len(self.query_ids) < config.batch_queries:
             raise ValueError(f"{len(self.query_ids)} queries, fewer than one batch of {config.batch_queries}")
         self.doc_texts = [document_text(d.title, d.text) for d in self.data.corpus]
@@ -185,17 +192,20 @@ class GRPOTrainer:
         return texts, results
 
     def sequences(self, texts: list[str], results) -> tuple[torch.Tensor, ...]:
-        """Right-padded prompt + completion ids, and where each generated (acted) token sits.
-
-        A forced embed token was appended by us, not chosen by the policy: it is read out but
-        gets no policy gradient.
-        """
-        rows, acted = [], []
+        """Right-padded prompt + completion ids; for each rollout, the positions whose logits
+        chose each of its tokens, those tokens, and a mask of real choices (R, T)."""
+        rows, acted, chosen = [], [], []
+        eos = self.model.tokenizer.eos_token_id
         for text, r in zip(texts, results):
             prompt = self.model.prompts.reasoning(text)
             rows.append(prompt.ids + list(r.token_ids))
-            n_acted = len(r.token_ids) - (1 if r.forced else 0)
-            acted.append((len(prompt.ids), n_acted))
+            # The policy's own choices: every generated token, except an embed token appended when
+            # the budget ran out. When it ended its turn, its last choice was end-of-turn (which we
+            # replaced by the embed token): that choice is scored, so the format penalty reaches it.
+            choices = list(r.token_ids[:-1]) + ([r.token_ids[-1]] if r.stop == "token" else
+                                                [eos] if r.stop == "eos" else [])
+            chosen.append(choices)
+            acted.append((len(prompt.ids), len(choices)))
         ids, mask, pos = self.model.collate(rows, side="right")
         T = max(1, max(n for _, n in acted))
         gather = torch.zeros((len(rows), T), dtype=torch.long)  # positions whose logits predict each token
@@ -204,7 +214,7 @@ class GRPOTrainer:
         for i, (start, n) in enumerate(acted):
             for t in range(n):
                 gather[i, t] = start + t - 1
-                targets[i, t] = rows[i][start + t]
+                targets[i, t] = chosen[i][t]
                 action[i, t] = True
         dev = self.model.device
         return ids, mask, pos, gather.to(dev), targets.to(dev), action.to(dev)
@@ -258,7 +268,7 @@ class GRPOTrainer:
             group["lr"] = c.lr * min(1.0, (self.step + 1) / max(1, c.warmup_steps))
         texts, results = self.rollouts(mine)
         ids, mask, pos, gather, targets, action = self.sequences(texts, results)
-        self.model.model.train()
+        self.model.model.eval()  # no dropout: the loss must score tokens as the sampler did
         hidden, _ = self.model.hidden_states(ids, mask, pos)
         logp = self.token_logps(hidden, gather, targets)
         vectors = embed_token_states(hidden, ids, self.model.embed_token_id)  # the same forward pass
@@ -269,29 +279,36 @@ class GRPOTrainer:
         all_q = distributed.gather_list([q for q in mine for _ in range(c.group)])
         result = self.env.step([self.data.qrels[q] for q in all_q], all_vectors, forced, lengths)
         advantages = reward.group_advantages(result.rewards, c.group)
-        offset = sum(len(batch[r::distributed.world()]) for r in range(distributed.rank())) * c.group
+        offset = distributed.rank() * len(texts)  # equal shares, gathered in rank order
         adv = torch.tensor(advantages[offset:offset + len(texts)], dtype=torch.float32, device=logp.device)
         ref = self.reference_logps(ids, mask, pos, gather, targets)
-        terms = {"policy": losses.grpo_policy_loss(logp, logp.detach(), adv, action, c.clip_eps),
-                 "kl": losses.grpo_kl(logp, ref, action)}
-        terms["aux"] = (self.aux_infonce(vectors, mine, all_vectors, all_q) if c.w_aux > 0
-                        else logp.sum() * 0.0)
-        total = terms["policy"] + c.beta * terms["kl"] + c.w_aux * terms["aux"]
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        old_logp = logp.detach()
         params = [p for p in self.model.model.parameters() if p.requires_grad]
-        distributed.average_gradients(params)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm))
-        if math.isfinite(grad_norm):
-            self.optimizer.step()
+        for update in range(c.updates):
+            if update:  # later updates re-score the same rollouts under the changed policy
+                hidden, _ = self.model.hidden_states(ids, mask, pos)
+                logp = self.token_logps(hidden, gather, targets)
+                vectors = embed_token_states(hidden, ids, self.model.embed_token_id)
+            terms = {"policy": losses.grpo_policy_loss(logp, old_logp, adv, action, c.clip_eps),
+                     "kl": losses.grpo_kl(logp, ref, action)}
+            terms["aux"] = (self.aux_infonce(vectors, mine, all_vectors, all_q) if c.w_aux > 0
+                            else torch.zeros((), device=logp.device))
+            total = terms["policy"] + c.beta * terms["kl"] + c.w_aux * terms["aux"]
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            distributed.average_gradients(params)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm))
+            if math.isfinite(grad_norm):
+                self.optimizer.step()
+            if update == 0:
+                first = {"loss": total, **terms, "grad_norm": grad_norm}
         self.step += 1
-        out = {"loss": distributed.mean(float(total.detach())), **{k: distributed.mean(float(v.detach()))
-                                                                    for k, v in terms.items()},
-               "reward_mean": float(result.rewards.mean()), "reward_std": float(result.rewards.std()),
-               "ndcg_mean": float(result.ndcg.mean()), "forced_rate": float(np.mean(forced)),
-               "length_mean": float(np.mean(lengths)), "encodings": result.encodings, "corpus": len(self.env),
-               "full_refresh": result.full_refresh, "drift": result.drift, "grad_norm": grad_norm,
-               "lr": self.optimizer.param_groups[0]["lr"]}
+        out = {k: distributed.mean(float(v.detach())) if torch.is_tensor(v) else v for k, v in first.items()}
+        out.update({"reward_mean": float(result.rewards.mean()), "reward_std": float(result.rewards.std()),
+                    "ndcg_mean": float(result.ndcg.mean()), "forced_rate": float(np.mean(forced)),
+                    "length_mean": float(np.mean(lengths)), "encodings": result.encodings, "corpus": len(self.env),
+                    "full_refresh": result.full_refresh, "drift": result.drift,
+                    "lr": self.optimizer.param_groups[0]["lr"]})
         if result.fidelity:
             out.update({f"fidelity_{k}": v for k, v in result.fidelity.items()})
         return out
@@ -353,6 +370,8 @@ class GRPOTrainer:
                 json.dumps({"rl": asdict(c), "env": asdict(self.env_config)}, indent=2) + "\n")
         if resume and self.resume():
             print(f"resumed from step {self.step}")
+            if distributed.is_main():
+                _truncate_log(self.output / "metrics.jsonl", self.step)
         log = open(self.output / "metrics.jsonl", "a", encoding="utf-8") if distributed.is_main() else None
         if c.eval_every and self.step == 0:
             if distributed.is_main():
@@ -363,6 +382,8 @@ class GRPOTrainer:
         while self.step < c.steps:
             if c.time_limit_minutes and time.perf_counter() - start > 60 * c.time_limit_minutes:
                 print(f"time limit of {c.time_limit_minutes} min reached at step {self.step}")
+                if distributed.is_main():
+                    self.save_checkpoint()  # so `--resume` continues from here
                 break
             t0 = time.perf_counter()
             record = {"step": self.step + 1, **self.train_step(), "seconds": time.perf_counter() - t0}
@@ -396,6 +417,13 @@ class GRPOTrainer:
         distributed.barrier()
         print(f"trained to step {self.step} in {time.perf_counter() - start:.0f} s -> {self.output}")
         return self.output
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop records after `step` (written after the checkpoint a resumed run restarts from)."""
+    if path.is_file():
+        keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in keep))
 
 
 def plot_rewards(metrics: Path, path: Path) -> None:

@@ -65,6 +65,8 @@ def test_steps_log_rewards_and_the_run_saves_a_loadable_adapter(tiny_folder, tmp
     assert records[1]["full_refresh"] and records[1]["encodings"] >= 32  # every full_every=3 steps
     assert any("fidelity_spearman" in r for r in records)
     assert (out / "reward.png").is_file() and not (out / "reference").exists()
+    card = (out / "README.md").read_text()
+    assert "Stage-2" in card and "Steps trained: 4" in card and "encodings per step" in card
     loaded = SearchR3.from_pretrained(out, dtype="fp32", device="cpu")
     trainer.model.model.eval()
     texts = ["A text on snow and ice."]

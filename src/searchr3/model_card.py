@@ -1,7 +1,7 @@
 """Model cards: what a trained searchr3 model is, how it was made and how well it scores.
 
-The card is rebuilt from files the trainer leaves in the model folder (`sft_config.json`,
-`metrics.jsonl`, `train_summary.json`) plus optional `searchr3 eval` result files, so it
+The card is rebuilt from files the trainer leaves in the model folder (`sft_config.json` or
+`rl_config.json`, `metrics.jsonl`, `train_summary.json`) plus optional `searchr3 eval` result files, so it
 never states a number that was not measured for that folder.
 """
 
@@ -111,6 +111,69 @@ def render(name: str, base: str, record: dict, results_table: str | None = None)
     return "\n".join(lines) + "\n"
 
 
+def rl_record(folder: Path) -> dict:
+    """Summarise a Stage-2 run: its config, reward and KL at start and end, environment cost, dev curve."""
+    config = json.loads((folder / "rl_config.json").read_text())
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()] \
+        if (folder / "metrics.jsonl").is_file() else []
+    steps = [r for r in rows if "reward_mean" in r]
+    summary = json.loads((folder / SUMMARY_FILE).read_text()) if (folder / SUMMARY_FILE).is_file() else {}
+
+    def mean(part, key):
+        return sum(r[key] for r in part) / len(part) if part else None
+
+    fidelity = [r["fidelity_spearman"] for r in steps if "fidelity_spearman" in r]
+    return {"config": config, "steps": steps[-1]["step"] if steps else 0, "summary": summary,
+            "reward_first": mean(steps[:10], "reward_mean"), "reward_last": mean(steps[-10:], "reward_mean"),
+            "kl_last": mean(steps[-10:], "kl"), "forced_last": mean(steps[-10:], "forced_rate"),
+            "length_last": mean(steps[-10:], "length_mean"), "encodings": mean(steps, "encodings"),
+            "corpus": steps[-1]["corpus"] if steps else None, "fidelity": fidelity,
+            "dev": [(r["step"], r["dev_ndcg@10"]) for r in rows if "dev_ndcg@10" in r]}
+
+
+def render_rl(name: str, base: str, record: dict, results_table: str | None = None) -> str:
+    """The Markdown card of a Stage-2 (GRPO) model."""
+    rl, env = record["config"]["rl"], record["config"]["env"]
+    dataset = rl["data"].split(":")[0]
+
+    def num(x, fmt=".3f"):
+        return "–" if x is None else format(x, fmt)
+
+    lines = ["---", "library_name: searchr3", "tags: [searchr3, search-r3, embeddings, retrieval, lora, grpo]",
+             f"base_model: {base}", f"datasets: [{dataset}]", "---", "", f"# {name}", "",
+             f"A Search-R3 Stage-2 model: `{rl['init']}` further trained with GRPO, rewarded by nDCG@"
+             f"{env['reward_k']} of the corpus ranking its reasoning-then-embedding vector produces "
+             "(`searchr3 train rl`).", "",
+             "## Use", "", "```python", "from searchr3 import SearchR3", "",
+             f'model = SearchR3.from_pretrained("{name}")',
+             'query = model.embed_queries(["does aspirin thin the blood?"], reasoning=True)', "```", ""]
+    if results_table:
+        lines += ["## Results", "", results_table, ""]
+    lines += ["## Training", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {_cell(v)} |" for k, v in rl.items() if k not in ("dev", "dev_queries", "dev_depth")]
+    lines += [f"| env.{k} | {_cell(v)} |" for k, v in env.items()]
+    lines += ["", f"- Steps trained: {record['steps']}"]
+    if record["summary"].get("wall_seconds"):
+        lines.append(f"- Wall time: {record['summary']['wall_seconds'] / 60:.1f} min")
+    lines.append(f"- Reward (mean over rollouts): {num(record['reward_first'])} over the first 10 steps, "
+                 f"{num(record['reward_last'])} over the last 10; KL to the reference {num(record['kl_last'], '.4f')}; "
+                 f"token forced in {num(record['forced_last'], '.0%')} of rollouts; "
+                 f"{num(record['length_last'], '.1f')} reasoning tokens on average")
+    if record["encodings"] is not None:
+        lines.append(f"- Environment: {record['encodings']:.0f} document encodings per step on average for a "
+                     f"corpus of {record['corpus']:,}")
+    if record["fidelity"]:
+        lines.append("- Reward fidelity (Spearman, cached vs exact re-encode): "
+                     + ", ".join(f"{x:.3f}" for x in record["fidelity"]))
+    if record["dev"]:
+        lines.append("- Pooled dev nDCG@10 with reasoning by step: "
+                     + ", ".join(f"{s}: {v:.3f}" for s, v in record["dev"]))
+    lines += ["", "![reward curve](reward.png)", "", "## Data and licences", "",
+              "Trained only on a train split; no test split was used for training or model selection.", "",
+              f"- `{rl['data']}`: {SOURCE_LICENCES.get(dataset, 'see the data README')}"]
+    return "\n".join(lines) + "\n"
+
+
 def write_model_card(folder: str | os.PathLike, name: str | None = None,
                      results: Sequence[str | os.PathLike] = ()) -> Path:
     """(Re)write `folder/README.md` from the run's files and optional `searchr3 eval` result files."""
@@ -128,7 +191,10 @@ def write_model_card(folder: str | os.PathLike, name: str | None = None,
                   for r in records for m in [r["modes"].get("on", {})] if "trace_words_mean" in m]
         if traces:
             table += "\n\nReasoning traces (mean words; share where the token had to be forced): " + "; ".join(traces) + "."
-    card = render(name or folder.name, meta.get("base", "unknown"), training_record(folder), table)
+    if (folder / "rl_config.json").is_file():
+        card = render_rl(name or folder.name, meta.get("base", "unknown"), rl_record(folder), table)
+    else:
+        card = render(name or folder.name, meta.get("base", "unknown"), training_record(folder), table)
     (folder / CARD).write_text(card, encoding="utf-8")
     return folder / CARD
 

@@ -36,7 +36,7 @@ from ..baselines import SearchR3Retriever
 from ..config import load_section
 from ..data import Dataset, load_dataset
 from ..evaluate import RetrievalEvaluator
-from ..model_card import SUMMARY_FILE
+from ..model_card import SUMMARY_FILE, write_model_card
 from ..modeling import SEARCHR3_FILE, EmbedConfig, SearchR3, bar_ending, embed_token_states
 from ..prompts import document_text
 from ..runtime import tune_malloc
@@ -414,6 +414,7 @@ class GRPOTrainer:
             summary = {"wall_seconds": time.perf_counter() - start, "steps": self.step,
                        "queries": len(self.query_ids), "corpus": len(self.env)}
             (self.output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+            write_model_card(self.output)
         distributed.barrier()
         print(f"trained to step {self.step} in {time.perf_counter() - start:.0f} s -> {self.output}")
         return self.output

@@ -232,11 +232,9 @@ class Service:
                               forced=result.forced)
 
     def upsert(self, req) -> DocumentsResponse:
-        docs = req.documents
+        # An id given twice in one request: the later document wins, as if sent one after another.
+        docs = list({d.id: d for d in req.documents}.values())
         ids = [d.id for d in docs]
-        if len(set(ids)) != len(ids):
-            dup = next(i for i in ids if ids.count(i) > 1)
-            raise ServiceError(422, f"_id {dup!r} appears twice in one request", param="documents")
         with self.lock:
             vectors = self.model.embed_documents([document_text(d.title, d.text) for d in docs], show_progress=False)
             self.store.upsert(ids, vectors, [{"title": d.title, "text": d.text} for d in docs])

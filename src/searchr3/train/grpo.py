@@ -20,8 +20,6 @@ import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -40,7 +38,7 @@ from ..model_card import SUMMARY_FILE, write_model_card
 from ..modeling import SEARCHR3_FILE, EmbedConfig, SearchR3, bar_ending, embed_token_states
 from ..prompts import document_text
 from ..runtime import tune_malloc
-from . import distributed, reward
+from . import checkpoint, distributed, reward
 from .env import EnvConfig, RetrievalEnv
 from .examples import parse_source, pooled_dev_set
 
@@ -326,39 +324,23 @@ class GRPOTrainer:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
         """Adapter + optimiser + RNG + step + environment state, atomically; keep the latest two."""
-        folder = self.output / "checkpoints"
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"step-{self.step:06d}"
-        tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=folder))
-        self.model.save_pretrained(tmp / "model")
-        torch.save({"step": self.step, "optimizer": self.optimizer.state_dict(),
-                    "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
-                    "numpy_rng": np.random.get_state(), "config": asdict(self.config)}, tmp / "trainer_state.pt")
         e = self.env
-        np.savez(tmp / "env.npz", vectors=e.vectors, encoded_at=e.encoded_at, graph=e.graph,
-                 counters=np.array([e.step_count, e.total_encodings]))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-        for old in sorted(folder.glob("step-*"))[:-2]:
-            shutil.rmtree(old, ignore_errors=True)
-        return target
+
+        def save_env(folder: Path) -> None:
+            np.savez(folder / "env.npz", vectors=e.vectors, encoded_at=e.encoded_at, graph=e.graph,
+                     counters=np.array([e.step_count, e.total_encodings]))
+
+        return checkpoint.save(self.output, self.step, self.model, self.optimizer,
+                               {"rl": asdict(self.config), "env": asdict(self.env_config)}, save_env)
 
     def resume(self) -> bool:
-        checkpoints = sorted((self.output / "checkpoints").glob("step-*"))
-        if not checkpoints:
+        found = checkpoint.load_latest(self.output, self.model, self.optimizer)
+        if found is None:
             return False
-        latest = checkpoints[-1]
-        state = torch.load(latest / "trainer_state.pt", weights_only=False)
-        self.model.load_trainable(latest / "model")
-        self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
-        np.random.set_state(state["numpy_rng"])
-        env = np.load(latest / "env.npz")
+        self.step, folder = found
+        env = np.load(folder / "env.npz")
         self.env.vectors, self.env.encoded_at, self.env.graph = env["vectors"], env["encoded_at"], env["graph"]
         self.env.step_count, self.env.total_encodings = (int(x) for x in env["counters"])
-        self.step = state["step"]
         return True
 
     # ------------------------------------------------------------------ the loop

@@ -13,8 +13,6 @@ import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +29,7 @@ from ..model_card import SUMMARY_FILE, write_model_card
 from ..modeling import EmbedConfig, SearchR3, cpu_supports_bf16, embed_token_states
 from ..prompts import Prompt
 from ..runtime import tune_malloc
-from . import distributed
+from . import checkpoint, distributed
 from .examples import Example, build_examples, pooled_dev_set
 
 
@@ -297,35 +295,14 @@ class SFTTrainer:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
         """Write model + optimiser + RNG + step to checkpoints/step-N atomically; keep the latest two."""
-        folder = self.output / "checkpoints"
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"step-{self.step:06d}"
-        tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=folder))
-        self.model.save_pretrained(tmp / "model")
-        torch.save({"step": self.step, "optimizer": self.optimizer.state_dict(),
-                    "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
-                    "numpy_rng": np.random.get_state(), "config": asdict(self.config)}, tmp / "trainer_state.pt")
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-        for old in sorted(folder.glob("step-*"))[:-2]:
-            shutil.rmtree(old, ignore_errors=True)
-        return target
+        return checkpoint.save(self.output, self.step, self.model, self.optimizer, asdict(self.config))
 
     def resume(self) -> bool:
         """Load the latest checkpoint, if any; returns whether one was found."""
-        checkpoints = sorted((self.output / "checkpoints").glob("step-*"))
-        if not checkpoints:
-            return False
-        latest = checkpoints[-1]
-        state = torch.load(latest / "trainer_state.pt", weights_only=False)
-        self.model.load_trainable(latest / "model")
-        self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
-        np.random.set_state(state["numpy_rng"])
-        self.step = state["step"]
-        return True
+        found = checkpoint.load_latest(self.output, self.model, self.optimizer)
+        if found:
+            self.step = found[0]
+        return found is not None
 
     # ------------------------------------------------------------------ the loop
     def train(self, resume: bool = False) -> Path:

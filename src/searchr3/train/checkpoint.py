@@ -1,0 +1,57 @@
+"""Atomic training checkpoints shared by both stages: model (or adapter), optimiser, RNG states, step.
+
+A checkpoint is written to a temporary folder and renamed to `checkpoints/step-N`, so a stop
+at any moment leaves either the previous checkpoint or the new one; the latest two are kept.
+A trainer adds its own files (Stage 2: the environment's vectors) through `extra`.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+STATE = "trainer_state.pt"
+
+
+def save(output: Path, step: int, model, optimizer: torch.optim.Optimizer, config: dict,
+         extra: Callable[[Path], None] | None = None) -> Path:
+    """Write checkpoints/step-N under `output` atomically; returns its folder."""
+    folder = output / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"step-{step:06d}"
+    tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=folder))
+    model.save_pretrained(tmp / "model")
+    torch.save({"step": step, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate(), "numpy_rng": np.random.get_state(), "config": config}, tmp / STATE)
+    if extra is not None:
+        extra(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    for old in sorted(folder.glob("step-*"))[:-2]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def load_latest(output: Path, model, optimizer: torch.optim.Optimizer) -> tuple[int, Path] | None:
+    """Restore model weights, optimiser and RNG states from the latest checkpoint.
+
+    Returns (step, checkpoint folder), or None when there is no checkpoint.
+    """
+    checkpoints = sorted((output / "checkpoints").glob("step-*"))
+    if not checkpoints:
+        return None
+    latest = checkpoints[-1]
+    state = torch.load(latest / STATE, weights_only=False)
+    model.load_trainable(latest / "model")
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    random.setstate(state["python_rng"])
+    np.random.set_state(state["numpy_rng"])
+    return state["step"], latest

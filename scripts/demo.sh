@@ -1,42 +1,64 @@
 #!/usr/bin/env bash
-# `make demo` (about 15 minutes on 2 CPU cores):
-#   1. a short Stage-1 SFT of the bundled model (under 10 minutes), scored on a pooled dev set
-#      before and after training;
-#   2. the base model, that short run and the released adapter `searchr3-smollm2-135m-sft`
-#      each index the same SciFact abstracts and answer the same queries, with and without
-#      reasoning.
+# `make demo`: the whole Search-R3 pipeline in under 20 minutes on 2 CPU cores.
+#   1. Stage 1: a short LoRA SFT of the bundled model (configs/sft-quick.yaml), scored on a
+#      pooled dev set before and after training.
+#   2. Stage 2: a short GRPO run with the local-refresh environment (configs/rl-quick.yaml). It
+#      starts from the released Stage-1 adapter `searchr3-smollm2-135m-sft`, not from step 1's
+#      few-minute adapter, to keep within time and give RL a model worth refining.
+#   3. Evaluation on SciFact test (a seeded sample of queries over a sampled corpus: their
+#      judged abstracts plus random others) against BM25 and MiniLM, with and without
+#      reasoning: a table with significance marks, a bar chart and the reward curve.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SR3=.venv/bin/searchr3
 OUT=runs/demo
-DOCS=${DEMO_DOCS:-200}     # SciFact abstracts to index (all 5,183 take ~25 min per model on 2 cores)
+QUERIES=${DEMO_QUERIES:-40}   # SciFact test queries
+DOCS=${DEMO_DOCS:-200}        # sampled corpus (all 5,183 abstracts take ~35 min per model on 2 cores)
 mkdir -p "$OUT"
+START=$SECONDS
 
 echo "== 1. Stage 1: a short LoRA SFT of smollm2-135m-instruct (configs/sft-quick.yaml)"
-SECONDS=0
 rm -rf "$OUT/sft"
 $SR3 train sft --config configs/sft-quick.yaml --output "$OUT/sft"
-echo "SFT wall time: $((SECONDS / 60)) min $((SECONDS % 60)) s"
 .venv/bin/python - "$OUT/sft/metrics.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 dev = [(r["step"], r["dev_ndcg@10"]) for r in rows if "dev_ndcg@10" in r]
 print("pooled dev nDCG@10 by step (step 0 = the untrained base):", ", ".join(f"{s}: {v:.3f}" for s, v in dev))
 PY
+echo "Stage 1 done after $(( (SECONDS - START) / 60 )) min $(( (SECONDS - START) % 60 )) s"
 
-QUERIES=(
-  "cold exposure makes atherosclerotic plaques grow"
-  "green tea changes how cancer chemotherapy works"
-  "a fluorescent probe for imaging actin filaments in living cells"
-)
-for model in smollm2-135m-instruct "$OUT/sft" searchr3-smollm2-135m-sft; do
+echo "== 2. Stage 2: a short GRPO run from searchr3-smollm2-135m-sft (configs/rl-quick.yaml)"
+rm -rf "$OUT/rl"
+$SR3 train rl --config configs/rl-quick.yaml --output "$OUT/rl"
+.venv/bin/python - "$OUT/rl/metrics.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+for r in rows:
+    fid = f", fidelity Spearman {r['fidelity_spearman']:.3f} vs exact re-encode" if "fidelity_spearman" in r else ""
+    print(f"step {r['step']}: reward {r['reward_mean']:.3f} ± {r['reward_std']:.3f}, nDCG {r['ndcg_mean']:.3f}, "
+          f"forced {r['forced_rate']:.0%}, {r['encodings']} of {r['corpus']} documents re-encoded{fid}")
+PY
+echo "Stage 2 done after $(( (SECONDS - START) / 60 )) min $(( (SECONDS - START) % 60 )) s"
+
+echo "== 3. SciFact test: $QUERIES queries over $DOCS sampled abstracts"
+results=()
+for model in bm25 minilm searchr3-smollm2-135m-sft "$OUT/rl"; do
   name=$(basename "$model")
-  echo "== 2. index the first $DOCS SciFact abstracts with $name"
-  $SR3 index build --model "$model" --corpus scifact --limit "$DOCS" --max-length 128 --out "$OUT/index-$name"
-  echo "== 3. $name: search without reasoning, then with reasoning"
-  $SR3 search --index "$OUT/index-$name" -k 3 "${QUERIES[@]}"
-  $SR3 search --index "$OUT/index-$name" -k 3 --reasoning --max-new-tokens 48 "${QUERIES[@]}"
+  reasoning=both; case $model in bm25|minilm) reasoning=off ;; esac
+  $SR3 eval --model "$model" --data scifact --max-queries "$QUERIES" --max-docs "$DOCS" \
+    --reasoning $reasoning --output "$OUT/eval-$name.json" > /dev/null
+  results+=("$OUT/eval-$name.json")
 done
+$SR3 report "${results[@]}" --output "$OUT/report.md"
+.venv/bin/python - "$OUT/eval-rl.json" <<'PY'
+import json, sys
+traces = json.load(open(sys.argv[1]))["modes"]["on"]["traces"]
+for qid in sorted(traces)[:2]:
+    print(f"reasoning of the Stage-2 model on query {qid}: {traces[qid]['trace']!r}")
+PY
 echo
-echo "A few CPU minutes only start teaching the token; searchr3-smollm2-135m-sft is the released"
-echo "Stage-1 adapter (its model card: src/searchr3/released/searchr3-smollm2-135m-sft/README.md)."
+echo "Reward curve: $OUT/rl/reward.png; Stage-1 losses: $OUT/sft/loss.png; the table's chart: $OUT/report.png"
+echo "Whole pipeline: $(( (SECONDS - START) / 60 )) min $(( (SECONDS - START) % 60 )) s"
+echo "A few CPU minutes per stage only show the pipeline working; the released adapters"
+echo "(src/searchr3/released/*/README.md) are the trained models."

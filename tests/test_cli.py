@@ -54,3 +54,14 @@ def test_embed_to_npy_and_jsonl(tiny_folder, tmp_path, capsys):
 def test_unknown_model_is_a_clear_error(tmp_path, capsys):
     assert main(["embed", "--model", str(tmp_path / "nowhere"), "x"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_eval_max_docs_samples_the_corpus(tmp_path, capsys):
+    out = tmp_path / "bm25.json"
+    assert main(["eval", "--model", "bm25", "--data", "birco-wtb", "--max-queries", "20", "--max-docs", "150",
+                 "--output", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["data"]["docs"] == 150 and rec["data"]["max_docs"] == 150
+    assert rec["data"]["queries_evaluated"] == 20 and len(rec["modes"]["off"]["per_query"]) == 20
+    assert main(["eval", "--model", "bm25", "--data", "birco-wtb", "--max-docs", "0"]) == 2
+    assert "max_docs must be >= 1" in capsys.readouterr().err

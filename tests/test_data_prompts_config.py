@@ -103,3 +103,22 @@ def test_every_shipped_config_loads():
         kind = next(k for k in loaders if path.stem.startswith(k))
         assert loaders[kind](path) is not None
     assert load_section(folder / "serve.yaml", "embed", EmbedConfig, missing_ok=True) is None
+
+
+def test_dataset_sample_keeps_judged_documents_and_is_seeded():
+    from searchr3.data import load_dataset
+
+    full = load_dataset("birco-wtb", "test")
+    qids = sorted(full.queries)[:10]
+    small = full.sample(qids, max_docs=100)
+    judged = {d for q in qids for d in full.qrels[q]}
+    ids = [d.id for d in small.corpus]
+    assert len(ids) == 100 and judged <= set(ids)
+    assert ids == [d.id for d in full.corpus if d.id in set(ids)]  # corpus order kept
+    assert sorted(small.queries) == qids and set(small.qrels) == set(qids)
+    assert ids == [d.id for d in full.sample(qids, max_docs=100).corpus]
+    assert ids != [d.id for d in full.sample(qids, max_docs=100, seed=1).corpus]
+    assert len(full.sample(qids).corpus) == len(full.corpus)
+    assert len(full.sample(qids, max_docs=1).corpus) == len(judged)  # judged documents are never dropped
+    with pytest.raises(KeyError, match="not in"):
+        full.sample(["no-such-query"], max_docs=10)

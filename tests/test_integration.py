@@ -72,3 +72,21 @@ def test_released_adapter_loads_by_name_and_ranks_better_than_the_base(real_mode
         return float(np.mean([1 / r for r in ranks]))
 
     assert mrr(sft) > mrr(real_model) + 0.2
+
+
+def test_released_rl_adapter_loads_by_name_and_reasons_at_least_its_minimum(real_model):
+    """The Stage-2 adapter ships beside the Stage-1 one: small, its own weights, and it keeps the
+    minimum reasoning length it was trained with (saved in its settings)."""
+    from searchr3 import RELEASED_MODELS, SearchR3
+
+    folder = RELEASED_MODELS["searchr3-smollm2-135m-rl"].path
+    assert (folder / "adapter_model.safetensors").stat().st_size < 40 * 2**20
+    assert (folder / "README.md").read_text().count("searchr3-smollm2-135m-rl") >= 2
+    assert (folder / "reward.png").stat().st_size > 0
+    rl = SearchR3.from_pretrained("searchr3-smollm2-135m-rl", dtype="fp32", device="cpu")
+    assert rl.name == "searchr3-smollm2-135m-rl" and rl.base == "smollm2-135m-instruct"
+    assert rl.fingerprint not in {real_model.fingerprint, SearchR3.from_pretrained("searchr3-smollm2-135m-sft").fingerprint}
+    floor = rl.config.min_reasoning_tokens
+    assert floor >= 1
+    for r in rl.reason(["does aspirin reduce the risk of heart attack", "tallest tower in paris"]):
+        assert r.token_ids[-1] == rl.embed_token_id and len(r.token_ids) - 1 >= floor

@@ -58,6 +58,11 @@ RELEASED_MODELS: dict[str, ReleasedModel] = {
         base="smollm2-135m-instruct",
         description="Stage-1 SFT LoRA adapter (model card: its README.md)",
     ),
+    "searchr3-smollm2-135m-rl": ReleasedModel(
+        folder="released/searchr3-smollm2-135m-rl",
+        base="smollm2-135m-instruct",
+        description="Stage-2 GRPO LoRA adapter, from the SFT one (model card: its README.md)",
+    ),
 }
 
 

@@ -167,7 +167,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_model, markdown_table
 
     record = evaluate_model(args.model, args.data, args.split, args.reasoning, args.max_queries, args.dtype,
-                            use_cache=not args.no_cache, batch_size=args.batch_size, max_length=args.max_length)
+                            use_cache=not args.no_cache, batch_size=args.batch_size, max_length=args.max_length,
+                            max_docs=args.max_docs)
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -263,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--reasoning", default="off", choices=["off", "on", "both"])
     p.add_argument("--max-queries", type=int, help="evaluate a fixed random sample of N queries")
+    p.add_argument("--max-docs", type=int, help="search a sampled corpus of N documents: the evaluated queries' "
+                   "judged ones plus random others (bounded runs; scores only compare on the same sample)")
     p.add_argument("--output", help="results JSON to write")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached vectors and traces")

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import shutil
 import tempfile
 import warnings
@@ -197,6 +198,30 @@ class Dataset:
         for q in sorted(self.qrels):
             h.update(json.dumps(sorted(self.qrels[q].items())).encode())
         return h.hexdigest()[:16]
+
+    def sample(self, query_ids: Sequence[str], max_docs: int | None = None, seed: int = 0) -> "Dataset":
+        """These queries over a smaller corpus: every document judged for them, plus a seeded
+        random sample of the others up to `max_docs` in all (None: the whole corpus).
+
+        The distractors are drawn at random, not from any retriever's results, so the sample
+        favours no method; scores on it are higher than on the full corpus and are comparable
+        only with runs on the same sample (same queries, max_docs and seed).
+        """
+        if max_docs is not None and max_docs < 1:
+            raise ValueError(f"max_docs must be >= 1, got {max_docs}")
+        qids = sorted(query_ids)
+        unknown = [q for q in qids if q not in self.queries]
+        if unknown:
+            raise KeyError(f"{len(unknown)} query ids not in {self.name}/{self.split} (first: {unknown[0]!r})")
+        corpus = self.corpus
+        if max_docs is not None and max_docs < len(corpus):
+            judged = {d for q in qids for d in self.qrels.get(q, {})}
+            others = [i for i, d in enumerate(corpus) if d.id not in judged]
+            room = max(0, max_docs - (len(corpus) - len(others)))
+            keep = set(random.Random(seed).sample(others, min(room, len(others))))
+            corpus = [d for i, d in enumerate(corpus) if d.id in judged or i in keep]
+        return Dataset(self.name, self.path, self.split, corpus, {q: self.queries[q] for q in qids},
+                       {q: self.qrels[q] for q in qids if q in self.qrels})
 
 
 def split_folder(folder: Path, split: str) -> Path:

@@ -85,16 +85,23 @@ def make_retrievers(spec: str, reasoning: str = "off", dtype: str = "auto", use_
 
 def evaluate_model(spec: str, data: str, split: str = "test", reasoning: str = "off", max_queries: int | None = None,
                    dtype: str = "auto", use_cache: bool = True, batch_size: int | None = None,
-                   max_length: int | None = None) -> dict:
-    """Evaluate a model spec on a dataset split; returns the results record (see `searchr3 eval`)."""
+                   max_length: int | None = None, max_docs: int | None = None) -> dict:
+    """Evaluate a model spec on a dataset split; returns the results record (see `searchr3 eval`).
+
+    `max_docs` searches a sampled corpus (`Dataset.sample`: the judged documents of the
+    evaluated queries plus random others), for bounded runs such as the demo; the record says so.
+    """
     dataset = load_dataset(data, split)
     evaluator = RetrievalEvaluator(dataset, max_queries)
+    if max_docs is not None:
+        dataset = dataset.sample(evaluator.query_ids, max_docs)
+        evaluator = RetrievalEvaluator(dataset)
     record = {"searchr3_version": _version(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "model": {"spec": spec},
               "data": {"name": dataset.name, "path": str(dataset.path), "split": split,
                        "fingerprint": dataset.fingerprint, "docs": len(dataset.corpus),
                        "queries_judged": len(dataset.queries), "queries_evaluated": len(evaluator.query_ids),
-                       "max_queries": max_queries},
+                       "max_queries": max_queries, "max_docs": max_docs},
               "modes": {}}
     for retriever in make_retrievers(spec, reasoning, dtype, use_cache, batch_size, max_length):
         start = time.perf_counter()
@@ -114,6 +121,13 @@ def _version() -> str:
     return __version__
 
 
+def data_label(record: dict) -> str:
+    """`name/split` of a results record; a sampled corpus (`max_docs`) is labelled as its own set."""
+    data = record["data"]
+    label = f"{data['name']}/{data['split']}"
+    return label + (f" ({data['docs']:,} docs sampled)" if data.get("max_docs") else "")
+
+
 def markdown_table(records: Sequence[dict], baseline_index: dict[str, int] | None = None) -> str:
     """One row per (dataset, model, mode); significance vs the first run of each dataset.
 
@@ -124,7 +138,7 @@ def markdown_table(records: Sequence[dict], baseline_index: dict[str, int] | Non
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---|" + "---:|" * (len(TABLE_METRICS) + 3)]
     first: dict[str, dict[str, float]] = {}
     for rec in records:
-        data = f"{rec['data']['name']}/{rec['data']['split']}"
+        data = data_label(rec)
         for mode, res in rec["modes"].items():
             ndcg = {q: s["ndcg@10"] for q, s in res["per_query"].items()}
             mark = ""
@@ -143,7 +157,7 @@ def markdown_table(records: Sequence[dict], baseline_index: dict[str, int] | Non
 
 def summary(records: Sequence[dict]) -> list[dict]:
     """Metrics-only rows (no runs or per-query scores) for a compact JSON beside the report."""
-    return [{"data": f"{r['data']['name']}/{r['data']['split']}", "model": r["model"].get("name", r["model"]["spec"]),
+    return [{"data": data_label(r), "model": r["model"].get("name", r["model"]["spec"]),
              "reasoning": mode, "metrics": res["metrics"], "queries": len(res["per_query"]),
              "seconds": res["timing"]["total_seconds"], "data_fingerprint": r["data"]["fingerprint"]}
             for r in records for mode, res in r["modes"].items()]
@@ -172,12 +186,12 @@ def plot_ndcg(records: Sequence[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = list(dict.fromkeys(f"{r['data']['name']}/{r['data']['split']}" for r in records))
+    datasets = list(dict.fromkeys(data_label(r) for r in records))
     series: dict[str, dict[str, float]] = {}
     for r in records:
         for mode, res in r["modes"].items():
             label = r["model"].get("name", r["model"]["spec"]) + (" +reasoning" if mode == "on" else "")
-            series.setdefault(label, {})[f"{r['data']['name']}/{r['data']['split']}"] = res["metrics"]["ndcg@10"]
+            series.setdefault(label, {})[data_label(r)] = res["metrics"]["ndcg@10"]
     width = 0.8 / max(len(series), 1)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(datasets) * max(1, len(series) / 3)), 4))
     for n, (label, values) in enumerate(series.items()):

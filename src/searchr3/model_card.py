@@ -127,6 +127,7 @@ def rl_record(folder: Path) -> dict:
             "reward_first": mean(steps[:10], "reward_mean"), "reward_last": mean(steps[-10:], "reward_mean"),
             "kl_last": mean(steps[-10:], "kl"), "forced_last": mean(steps[-10:], "forced_rate"),
             "length_last": mean(steps[-10:], "length_mean"), "encodings": mean(steps, "encodings"),
+            "tied": mean([r for r in steps if "ndcg_tied_groups" in r], "ndcg_tied_groups"),
             "corpus": steps[-1]["corpus"] if steps else None, "fidelity": fidelity,
             "dev": [(r["step"], r["dev_ndcg@10"]) for r in rows if "dev_ndcg@10" in r]}
 
@@ -159,6 +160,9 @@ def render_rl(name: str, base: str, record: dict, results_table: str | None = No
                  f"{num(record['reward_last'])} over the last 10; KL to the reference {num(record['kl_last'], '.4f')}; "
                  f"token forced in {num(record['forced_last'], '.0%')} of rollouts; "
                  f"{num(record['length_last'], '.1f')} reasoning tokens on average")
+    if record.get("tied") is not None:
+        lines.append(f"- Queries whose {rl['group']} rollouts all scored the same nDCG (no ranking signal, only "
+                     f"the format penalty can separate them): {record['tied']:.0%} on average")
     if record["encodings"] is not None:
         lines.append(f"- Environment: {record['encodings']:.0f} document encodings per step on average for a "
                      f"corpus of {record['corpus']:,}")

@@ -1,0 +1,61 @@
+"""Stage-2 quality report: does reasoning help after RL? The released RL adapter against the
+SFT adapter it started from, each with and without reasoning, plus BM25 and MiniLM, and the
+GRPO-alone ablation where it was run.
+
+Reads compact `searchr3 eval` result files from benchmarks/results/rl/ (`SYSTEM-SET.json`,
+SYSTEM in sft, rl, rl-noaux, bm25, minilm; see scripts/release_rl.sh) and writes
+benchmarks/results/rl_quality.{md,json,png} with paired randomisation tests (10,000 sign flips).
+SET may name a sampled corpus (`scifact-d600`: the test queries' judged abstracts plus random
+others, 600 in all): scores on it are higher than on the full corpus and compare only with
+each other.
+
+    python benchmarks/rl_quality.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from paired_tables import plot, score, score_table, tests_table
+
+ROOT = Path(__file__).resolve().parent / "results"
+SOURCE = ROOT / "rl"
+SYSTEMS = [("bm25", "off", "BM25"), ("minilm", "off", "MiniLM-L6"), ("sft", "off", "SFT"), ("sft", "on", "SFT +R"),
+           ("rl", "off", "RL"), ("rl", "on", "RL +R"), ("rl-noaux", "off", "RL (GRPO alone)"),
+           ("rl-noaux", "on", "RL (GRPO alone) +R")]
+COMPARISONS = [(("rl", "on"), ("rl", "off")), (("rl", "on"), ("sft", "off")), (("rl", "on"), ("sft", "on")),
+               (("rl", "off"), ("sft", "off")), (("sft", "on"), ("sft", "off")),
+               (("rl", "on"), ("rl-noaux", "on")), (("rl-noaux", "on"), ("rl-noaux", "off")),
+               (("rl", "on"), ("bm25", "off")), (("rl", "on"), ("minilm", "off"))]
+
+
+def main() -> None:
+    sets = sorted(p.name[len("rl-"):-len(".json")] for p in SOURCE.glob("rl-*.json")
+                  if not p.name.startswith("rl-noaux-"))
+    rows, tests, records = score(SOURCE, sets, SYSTEMS, COMPARISONS)
+    names = [n for s, m, n in SYSTEMS if any(r[n] is not None for r in rows)]
+    for row in rows:
+        for system in ("sft", "rl", "rl-noaux"):
+            on = (records[row["data"]][system] or {}).get("modes", {}).get("on", {})
+            if "trace_words_mean" in on:
+                row[f"{system}_trace"] = f"{on['trace_words_mean']:.0f} words, {on['forced_share']:.0%} forced"
+        rl = records[row["data"]]["rl"]
+        row["docs"], row["queries"] = rl["data"]["docs"], rl["data"]["queries_evaluated"]
+    md = ["# Stage 2: RL adapter vs the SFT adapter it started from (test splits, nDCG@10)", "",
+          *score_table(rows, names), "",
+          "+R: the query is first reasoned about (greedy; the RL model keeps its minimum of "
+          "reasoning tokens). Corpus sizes: " + "; ".join(f"{r['data']}: {r['docs']:,} documents, "
+                                                          f"{r['queries']} queries" for r in rows), "",
+          "Reasoning traces (mean words; share where the token had to be forced): "
+          + "; ".join(f"{r['data']} {s}: {r[s + '_trace']}" for r in rows for s in ("sft", "rl", "rl-noaux")
+                      if s + "_trace" in r), "",
+          "## Paired randomisation tests (per-query nDCG@10, 10,000 sign flips)", "", *tests_table(tests)]
+    (ROOT / "rl_quality.md").write_text("\n".join(md) + "\n")
+    (ROOT / "rl_quality.json").write_text(json.dumps({"ndcg@10": rows, "tests": tests}, indent=1) + "\n")
+    plot(rows, names, ROOT / "rl_quality.png")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

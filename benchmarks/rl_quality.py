@@ -19,6 +19,8 @@ from pathlib import Path
 
 from paired_tables import plot, score, score_table, tests_table
 
+from searchr3.metrics import paired_randomization_test
+
 ROOT = Path(__file__).resolve().parent / "results"
 SOURCE = ROOT / "rl"
 SYSTEMS = [("bm25", "off", "BM25"), ("minilm", "off", "MiniLM-L6"), ("sft", "off", "SFT"), ("sft", "on", "SFT +R"),
@@ -51,10 +53,39 @@ def main() -> None:
           + "; ".join(f"{r['data']} {s}: {r[s + '_trace']}" for r in rows for s in ("sft", "rl", "rl-noaux")
                       if s + "_trace" in r), "",
           "## Paired randomisation tests (per-query nDCG@10, 10,000 sign flips)", "", *tests_table(tests)]
+    splits = [split for row in rows for split in forced_split(row["data"], records[row["data"]])]
+    if splits:
+        md += ["", "## Where reasoning costs: +R − direct per query, by whether the token came on its own", "",
+               "| data | model | token | queries | direct | +R | Δ | p |", "|---|---|---|---:|---:|---:|---:|---:|"]
+        md += [f"| {x['data']} | {x['system']} | {x['token']} | {x['queries']} | {x['direct']:.3f} | {x['reasoning']:.3f} "
+               f"| {x['delta']:+.3f} | {x['p']:.4f} |" for x in splits]
     (ROOT / "rl_quality.md").write_text("\n".join(md) + "\n")
-    (ROOT / "rl_quality.json").write_text(json.dumps({"ndcg@10": rows, "tests": tests}, indent=1) + "\n")
+    (ROOT / "rl_quality.json").write_text(json.dumps({"ndcg@10": rows, "tests": tests, "forced_split": splits},
+                                                     indent=1) + "\n")
     plot(rows, names, ROOT / "rl_quality.png")
     print("\n".join(md))
+
+
+def forced_split(data: str, records: dict) -> list[dict]:
+    """Per-query effect of reasoning, split by whether the model emitted the token itself or the
+    budget ran out and it was appended (the compact files keep each query's `trace_forced`)."""
+    out = []
+    for system in ("rl", "rl-noaux"):
+        rec = records.get(system)
+        on, off = ((rec or {}).get("modes", {}).get(m, {}) for m in ("on", "off"))
+        if "trace_forced" not in on or "per_query" not in off:
+            continue
+        for forced, token in ((True, "forced at the budget"), (False, "emitted by the model")):
+            qids = [q for q, f in on["trace_forced"].items() if f == forced and q in off["per_query"]]
+            if not qids:
+                continue
+            a = {q: on["per_query"][q]["ndcg@10"] for q in qids}
+            b = {q: off["per_query"][q]["ndcg@10"] for q in qids}
+            delta, p = paired_randomization_test(a, b)
+            out.append({"data": data, "system": system, "token": token, "queries": len(qids),
+                        "direct": sum(b.values()) / len(b), "reasoning": sum(a.values()) / len(a),
+                        "delta": delta, "p": p})
+    return out
 
 
 if __name__ == "__main__":

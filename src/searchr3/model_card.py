@@ -154,6 +154,11 @@ def render_rl(name: str, base: str, record: dict, results_table: str | None = No
     lines += [f"| {k} | {_cell(v)} |" for k, v in rl.items() if k not in ("dev", "dev_queries", "dev_depth")]
     lines += [f"| env.{k} | {_cell(v)} |" for k, v in env.items()]
     lines += ["", f"- Steps trained: {record['steps']}"]
+    queries = record["summary"].get("queries")
+    if queries:
+        seen = record["steps"] * rl["batch_queries"]
+        lines.append(f"- Queries: {queries} from `{rl['data']}`, {rl['batch_queries']} a step × {rl['group']} rollouts "
+                     f"each: {seen} query visits, {seen / queries:.2f} epochs")
     if record["summary"].get("wall_seconds"):
         lines.append(f"- Wall time: {record['summary']['wall_seconds'] / 60:.1f} min")
     lines.append(f"- Reward (mean over rollouts): {num(record['reward_first'])} over the first 10 steps, "

@@ -11,8 +11,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..baselines import BM25Retriever
+from ..baselines import BM25Retriever, SearchR3Retriever
 from ..data import Dataset, load_dataset
+from ..evaluate import RetrievalEvaluator
 from ..prompts import document_text
 
 FORBIDDEN_SPLITS = ("test",)
@@ -89,3 +90,19 @@ def pooled_dev_set(source: str, queries: int, depth: int, seed: int = 0) -> Data
     keep = {d for q in qids for d in run.get(q, {})} | {d for q in qids for d in full.qrels[q]}
     corpus = [d for d in full.corpus if d.id in keep]
     return Dataset(f"{full.name}-pooled", full.path, split, corpus, sub, {q: full.qrels[q] for q in qids})
+
+
+class PooledDev:
+    """The dev number a trainer tracks: metrics on `pooled_dev_set`, built on first use (so a
+    run that never evaluates never mines it), with or without reasoning."""
+
+    def __init__(self, source: str, queries: int, depth: int, seed: int = 0, reasoning: bool = False):
+        self.source, self.queries, self.depth, self.seed, self.reasoning = source, queries, depth, seed, reasoning
+        self.evaluator = None
+
+    def __call__(self, model) -> dict[str, float]:
+        if self.evaluator is None:
+            self.evaluator = RetrievalEvaluator(pooled_dev_set(self.source, self.queries, self.depth, self.seed))
+        model.model.eval()
+        scores = self.evaluator(SearchR3Retriever(model, reasoning=self.reasoning, use_cache=False))
+        return {f"dev_{k}": v for k, v in scores.items()}

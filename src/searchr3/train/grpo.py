@@ -22,7 +22,7 @@ import os
 import random
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +30,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import assets, losses
-from ..baselines import SearchR3Retriever
 from ..config import load_section
 from ..data import Dataset, load_dataset
-from ..evaluate import RetrievalEvaluator
 from ..model_card import SUMMARY_FILE, write_model_card
 from ..modeling import SEARCHR3_FILE, EmbedConfig, SearchR3, bar_ending, embed_token_states
 from ..prompts import document_text
 from ..runtime import tune_malloc
 from . import checkpoint, distributed, reward
 from .env import EnvConfig, RetrievalEnv
-from .examples import parse_source, pooled_dev_set
+from .examples import PooledDev, parse_source, pooled_dev_set
 
 REFERENCE = "reference"  # name of the frozen copy of the initial adapter
 
@@ -139,7 +137,7 @@ class GRPOTrainer:
         params = [p for p in self.model.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
         self.step = 0
-        self.dev = None
+        self.dev = PooledDev(config.dev, config.dev_queries, config.dev_depth, config.seed, reasoning=True)
 
     def _load_data(self) -> Dataset:
         c = self.config
@@ -316,12 +314,7 @@ class GRPOTrainer:
     # ------------------------------------------------------------------ evaluation
     def evaluate_dev(self) -> dict[str, float]:
         """Pooled dev nDCG@10 with reasoning (greedy), the number tracked during training."""
-        if self.dev is None:
-            self.dev = RetrievalEvaluator(pooled_dev_set(self.config.dev, self.config.dev_queries,
-                                                         self.config.dev_depth, self.config.seed))
-        self.model.model.eval()
-        scores = self.dev(SearchR3Retriever(self.model, reasoning=True, use_cache=False))
-        return {f"dev_{k}": v for k, v in scores.items()}
+        return self.dev(self.model)
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
@@ -429,6 +422,13 @@ def plot_rewards(metrics: Path, path: Path) -> None:
     ax.plot(steps, mean, label="reward (mean over rollouts)")
     ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
     ax.plot(steps, [r["ndcg_mean"] for r in records], label="nDCG@k", lw=1)
+    window = min(8, len(records))  # each step sees other queries: the running mean shows the trend
+    if window > 1:
+        running = np.convolve(mean, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], running, color="k", lw=2, label=f"reward, running mean of {window} steps")
+    forced = [r["forced_rate"] for r in records if "forced_rate" in r]
+    if len(forced) == len(records):
+        ax.plot(steps, forced, color="C2", lw=1, ls="--", label="share of rollouts with the token forced")
     ax.set_xlabel("step")
     ax.legend()
     dev = [r for r in every if "dev_ndcg@10" in r]

@@ -23,14 +23,12 @@ from tqdm.auto import tqdm
 
 from .. import losses
 from ..config import load_section
-from ..evaluate import RetrievalEvaluator
-from ..baselines import SearchR3Retriever
 from ..model_card import SUMMARY_FILE, write_model_card
 from ..modeling import EmbedConfig, SearchR3, cpu_supports_bf16, embed_token_states
 from ..prompts import Prompt
 from ..runtime import tune_malloc
 from . import checkpoint, distributed
-from .examples import Example, build_examples, pooled_dev_set
+from .examples import Example, PooledDev, build_examples
 
 
 @dataclass
@@ -157,7 +155,7 @@ class SFTTrainer:
         self.use_bf16 = config.bf16 == "on" or (config.bf16 == "auto" and native)
         self.autocast = torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
         self.step = 0
-        self.dev = None
+        self.dev = PooledDev(config.dev, config.dev_queries, config.dev_depth, config.seed, reasoning=False)
 
     def _self_traces(self) -> dict[str, list[int]]:
         """Greedy traces of the initial model for a seeded share of the queries (cached on disk).
@@ -275,12 +273,7 @@ class SFTTrainer:
     # ------------------------------------------------------------------ evaluation
     def evaluate_dev(self) -> dict[str, float]:
         """Pooled dev nDCG@10 (direct queries), the number tracked during training."""
-        if self.dev is None:
-            self.dev = RetrievalEvaluator(pooled_dev_set(self.config.dev, self.config.dev_queries,
-                                                         self.config.dev_depth, self.config.seed))
-        self.model.model.eval()
-        scores = self.dev(SearchR3Retriever(self.model, reasoning=False, use_cache=False))
-        return {f"dev_{k}": v for k, v in scores.items()}
+        return self.dev(self.model)
 
     def write_summary(self, seconds: float) -> None:
         """Record wall time (summed over resumed sessions), examples per source and hardware for the card."""

@@ -42,6 +42,9 @@ def main() -> None:
             on = (records[row["data"]][system] or {}).get("modes", {}).get("on", {})
             if "trace_words_mean" in on:
                 row[f"{system}_trace"] = f"{on['trace_words_mean']:.0f} words, {on['forced_share']:.0%} forced"
+            if "trace_top_word_share" in on:  # looping filler: one word is over 30% of a 4+ word trace
+                loops = [s > 0.3 and on["trace_words"][q] >= 4 for q, s in on["trace_top_word_share"].items()]
+                row[f"{system}_trace"] += f", {sum(loops) / len(loops):.0%} looping"
         rl = records[row["data"]]["rl"]
         row["docs"], row["queries"] = rl["data"]["docs"], rl["data"]["queries_evaluated"]
     md = ["# Stage 2: RL adapter vs the SFT adapter it started from (test splits, nDCG@10)", "",
@@ -49,7 +52,8 @@ def main() -> None:
           "+R: the query is first reasoned about (greedy; the RL model keeps its minimum of "
           "reasoning tokens). Corpus sizes: " + "; ".join(f"{r['data']}: {r['docs']:,} documents, "
                                                           f"{r['queries']} queries" for r in rows), "",
-          "Reasoning traces (mean words; share where the token had to be forced): "
+          "Reasoning traces (mean words; share where the token had to be forced; share where one word "
+          "is over 30% of a trace of 4+ words): "
           + "; ".join(f"{r['data']} {s}: {r[s + '_trace']}" for r in rows for s in ("sft", "rl", "rl-noaux")
                       if s + "_trace" in r), "",
           "## Paired randomisation tests (per-query nDCG@10, 10,000 sign flips)", "", *tests_table(tests)]

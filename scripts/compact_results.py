@@ -5,7 +5,14 @@ Usage: python scripts/compact_results.py FULL.json COMPACT.json
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
+
+
+def _top_share(trace: str) -> float:
+    words = trace.split()
+    return Counter(words).most_common(1)[0][1] / len(words) if words else 0.0
+
 
 record = json.loads(Path(sys.argv[1]).read_text())
 for mode in record["modes"].values():
@@ -19,6 +26,8 @@ for mode in record["modes"].values():
             # per query, so reports can split scores by whether the token came on its own
             mode["trace_forced"] = {q: bool(t.get("forced")) for q, t in kept.items()}
             mode["trace_words"] = {q: len(t.get("trace", "").split()) for q, t in kept.items()}
+            # share of a trace's words taken by its most frequent word: high for looping filler
+            mode["trace_top_word_share"] = {q: _top_share(t.get("trace", "")) for q, t in kept.items()}
 out = Path(sys.argv[2])
 out.parent.mkdir(parents=True, exist_ok=True)
 out.write_text(json.dumps(record) + "\n")

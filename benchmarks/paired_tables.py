@@ -72,8 +72,9 @@ def plot(rows: list[dict], names: list[str], path: Path, ylabel: str = "nDCG@10 
         ax.bar(xs, [r[name] for r in rows if r[name] is not None], width, label=name)
     ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(rows))], [r["data"] for r in rows])
     ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8, ncol=3)
+    ax.set_ylim(0, 1.2)  # room for the legend above the bars
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    ax.legend(fontsize=8, ncol=3, loc="upper center")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

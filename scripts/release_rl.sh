@@ -23,12 +23,7 @@ case "${1:-}" in
     fi
     $SR3 train rl --config "$config" --output "runs/rl-$run" --resume ;;
   package)
-    mkdir -p "$DEST"
-    for f in adapter_config.json adapter_model.safetensors searchr3.json tokenizer.json tokenizer_config.json \
-             chat_template.jinja rl_config.json metrics.jsonl train_summary.json reward.png; do
-      cp "runs/rl-release/$f" "$DEST/$f"
-    done
-    du -sh "$DEST" ;;
+    bash scripts/package_adapter.sh runs/rl-release "$DEST" rl_config.json reward.png ;;
   eval)
     set="$2"; model="$3"; tag="$4"; docs="${5:-}"
     suffix=${docs:+-d$docs}

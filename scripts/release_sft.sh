@@ -17,12 +17,7 @@ case "${1:-}" in
   train)
     $SR3 train sft --config configs/sft-release.yaml --output "$RUN" ;;
   package)
-    mkdir -p "$DEST"
-    for f in adapter_config.json adapter_model.safetensors searchr3.json tokenizer.json tokenizer_config.json \
-             chat_template.jinja sft_config.json metrics.jsonl train_summary.json loss.png; do
-      cp "$RUN/$f" "$DEST/$f"
-    done
-    du -sh "$DEST" ;;
+    bash scripts/package_adapter.sh "$RUN" "$DEST" sft_config.json loss.png ;;
   eval)
     set="$2"; mkdir -p "$RESULTS" runs/results
     $SR3 eval --model "$NAME" --data "$set" --reasoning both --output "runs/results/sft-$set.json"

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from searchr3 import EMBED_TOKEN, DataError, EmbedConfig, read_corpus, read_qrels, read_queries
-from searchr3.config import load_section
+from searchr3.config import load_section, override
 from searchr3.data import resolve_dataset
 from searchr3.prompts import DOCUMENT_SYSTEM, document_text
 
@@ -77,6 +77,20 @@ def test_config_rejects_unknown_keys(tmp_path):
     assert load_section(path, "embed", EmbedConfig).batch_size == 4
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         EmbedConfig(batch_size=0)
+
+
+def test_override_parses_yaml_values_and_rejects_unknown_keys():
+    """`--set key=value` on the train commands: typed values, validation, the original untouched."""
+    base = EmbedConfig(batch_size=4)
+    new = override(base, ["batch_size=8", "top_p=0.5", "reasoning_tokens = 32"])
+    assert (new.batch_size, new.top_p, new.reasoning_tokens) == (8, 0.5, 32)
+    assert base.batch_size == 4 and override(base, None) == base
+    with pytest.raises(ValueError, match=r"--set: unknown key 'batch' for EmbedConfig"):
+        override(base, ["batch=8"])
+    with pytest.raises(ValueError, match=r"expected key=value, got 'batch_size'"):
+        override(base, ["batch_size"])
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        override(base, ["batch_size=0"])
 
 
 def test_quickstart_config_loads():

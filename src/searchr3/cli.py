@@ -201,9 +201,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_train_sft(args: argparse.Namespace) -> int:
+    from .config import override
     from .train.sft import load_sft_config, train_sft
 
-    config = load_sft_config(args.config)
+    config = override(load_sft_config(args.config), args.set)
     output = args.output or f"runs/sft-{Path(args.config).stem}"
     train_sft(config, output, resume=args.resume)
     return 0
@@ -212,9 +213,12 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
 def cmd_train_rl(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from .config import override
     from .train.grpo import load_rl_config, train_rl
 
     config, env_config = load_rl_config(args.config)
+    config = override(config, args.set)
+    env_config = override(env_config, args.set_env, "--set-env")
     if args.init:
         config = dataclasses.replace(config, init=args.init)
     output = args.output or f"runs/rl-{Path(args.config).stem}"
@@ -292,12 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", required=True, help="YAML file with an `sft:` section (see configs/sft.yaml)")
     t.add_argument("--output", help="output folder; becomes a loadable model (default runs/sft-<config>)")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one `sft:` setting, e.g. --set w_kl=0 --set lora_r=64 (repeatable)")
     t.set_defaults(func=cmd_train_sft)
     t = tsub.add_parser("rl", help="Stage 2: GRPO on reasoning + embedding, with the local-refresh environment")
     t.add_argument("--config", required=True, help="YAML file with `rl:` and `env:` sections (see configs/rl.yaml)")
     t.add_argument("--init", help="model to start from (default: the config's init, the released SFT adapter)")
     t.add_argument("--output", help="output folder; becomes a loadable model (default runs/rl-<config>)")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one `rl:` setting (repeatable)")
+    t.add_argument("--set-env", action="append", metavar="KEY=VALUE",
+                   help="override one `env:` setting (repeatable)")
     t.set_defaults(func=cmd_train_rl)
 
     p = sub.add_parser("search", help="search an index (it remembers its model)")

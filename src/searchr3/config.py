@@ -35,3 +35,18 @@ def load_section(path: str | Path, section: str, cls: type[T], missing_ok: bool 
     if missing_ok and section not in data:
         return None
     return from_dict(cls, data.get(section), f"{path} [{section}]")
+
+
+def override(config: T, assignments: list[str] | None, source: str = "--set") -> T:
+    """A copy of dataclass `config` with `key=value` assignments applied (values parsed as YAML).
+
+    Lets one base config serve a family of runs (ablations, sweeps) without a YAML file per run;
+    the result is validated like a loaded file, so a misspelt key fails instead of being ignored.
+    """
+    values = dataclasses.asdict(config)
+    for item in assignments or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{source}: expected key=value, got {item!r}")
+        values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return from_dict(type(config), values, source)

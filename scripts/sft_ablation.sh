@@ -15,6 +15,7 @@ DOCS=400
 ARMS=(
   "paper:"                                              # SFT + KL + InfoNCE + triplet, all weight 1, LoRA r 16
   "no-generative:w_sft=0 w_kl=0"                        # InfoNCE + triplet only
+  "sft-0.1:w_sft=0.1"                                   # the token still taught, at a tenth of the weight
   "no-triplet:w_triplet=0"
   "rank-64:lora_r=64 lora_alpha=128"                    # 4x the LoRA rank, same alpha/r scaling
 )

@@ -1,6 +1,7 @@
 """CLI smoke tests on the tiny model: embed, index build, search, and bad input."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -65,3 +66,20 @@ def test_eval_max_docs_samples_the_corpus(tmp_path, capsys):
     assert rec["data"]["queries_evaluated"] == 20 and len(rec["modes"]["off"]["per_query"]) == 20
     assert main(["eval", "--model", "bm25", "--data", "birco-wtb", "--max-docs", "0"]) == 2
     assert "max_docs must be >= 1" in capsys.readouterr().err
+
+
+def test_train_set_overrides_reach_the_trainers(monkeypatch, tmp_path):
+    """`--set` / `--set-env` change the loaded config (typed) before training starts."""
+    import searchr3.train.grpo as grpo
+    import searchr3.train.sft as sft
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    seen = {}
+    monkeypatch.setattr(sft, "train_sft", lambda config, output, resume=False: seen.update(sft=config))
+    monkeypatch.setattr(grpo, "train_rl", lambda config, env, output, resume=False: seen.update(rl=config, env=env))
+    assert main(["train", "sft", "--config", str(configs / "sft-ablation.yaml"), "--output", str(tmp_path / "s"),
+                 "--set", "w_sft=0.1", "--set", "sources=[scifact:train]"]) == 0
+    assert seen["sft"].w_sft == 0.1 and seen["sft"].sources == ["scifact:train"] and seen["sft"].steps == 30
+    assert main(["train", "rl", "--config", str(configs / "rl-cpu.yaml"), "--output", str(tmp_path / "r"),
+                 "--set", "w_aux=0", "--set-env", "full_every=5"]) == 0
+    assert seen["rl"].w_aux == 0 and seen["env"].full_every == 5

@@ -12,19 +12,20 @@ tests against the paper's recipe, and each run's final loss terms and time.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from paired_tables import plot, score, score_table, tests_table
 
+from searchr3.train.sft import load_sft_config
+
 ROOT = Path(__file__).resolve().parent / "results"
 SOURCE = ROOT / "sft_ablation"
-# (file prefix, column name, what differs from the paper's recipe at 30 steps)
-ARMS = [("paper", "paper (30 steps)", "SFT + KL + InfoNCE + triplet, weights 1, LoRA r 16"),
-        ("no-generative", "no SFT/KL", "w_sft 0, w_kl 0: InfoNCE + triplet only"),
-        ("sft-0.1", "w_sft 0.1", "w_sft 0.1: the token is still taught, at a tenth of the weight"),
-        ("no-triplet", "no triplet", "w_triplet 0"),
-        ("rank-64", "LoRA r 64", "lora_r 64, lora_alpha 128"),
-        ("release-190", "paper (190 steps)", "the released adapter: same recipe, 190 steps")]
+BASE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sft-ablation.yaml"
+# (file prefix, column name); each short run's change is read from its saved config
+ARMS = [("paper", "paper (30 steps)"), ("no-generative", "no SFT/KL"), ("sft-0.1", "w_sft 0.1"),
+        ("no-triplet", "no triplet"), ("rank-64", "LoRA r 64"), ("release-190", "paper (190 steps)")]
+RELEASE_CHANGE = "the released adapter: same recipe, 190 steps"
 TERMS = ["sft", "kl", "infonce", "triplet"]
 LAST = 10  # steps averaged for the final loss terms
 
@@ -46,17 +47,27 @@ def run_summary(arm: str) -> dict:
     return out
 
 
+def change(arm: str) -> str:
+    """Settings where a short run's saved config differs from configs/sft-ablation.yaml."""
+    saved = SOURCE / arm / "sft_config.json"
+    if not saved.is_file():
+        return RELEASE_CHANGE
+    base, run = asdict(load_sft_config(BASE_CONFIG)), json.loads(saved.read_text())
+    diff = [f"{k} {run[k]}" for k in base if run.get(k) != base[k]]
+    return ", ".join(diff) or "none: SFT + KL + InfoNCE + triplet, weights 1, LoRA r 16"
+
+
 def main() -> None:
     arms = [a for a in ARMS if (SOURCE / f"{a[0]}-scifact.json").is_file()]
-    systems = [(prefix, "off", name) for prefix, name, _ in arms]
-    comparisons = [((prefix, "off"), ("paper", "off")) for prefix, _, _ in arms if prefix != "paper"]
+    systems = [(prefix, "off", name) for prefix, name in arms]
+    comparisons = [((prefix, "off"), ("paper", "off")) for prefix, _ in arms if prefix != "paper"]
     rows, tests, records = score(SOURCE, ["scifact"], systems, comparisons)
     if not rows:
         raise SystemExit(f"no results in {SOURCE}; run scripts/sft_ablation.sh")
     docs = next(r for r in records["scifact"].values() if r)["data"].get("max_docs")
     rows[0]["data"] = f"scifact ({docs} docs sampled)"
-    names = [name for _, name, _ in arms]
-    runs = {prefix: run_summary(prefix) for prefix, _, _ in arms}
+    names = [name for _, name in arms]
+    runs = {prefix: run_summary(prefix) for prefix, _ in arms}
     md = ["# Stage 1 ablation: loss terms, LoRA rank and steps", "",
           f"SciFact test, all 300 queries, direct (no reasoning), over a seeded {docs}-document sample "
           "(the judged abstracts plus random others): scores are higher than on the full corpus and compare "
@@ -65,11 +76,11 @@ def main() -> None:
           "No released setting was chosen from these numbers.", "", *score_table(rows, names), "",
           "| arm | change | steps | minutes | tokens/s | grad norm | " + " | ".join(f"L_{t}" for t in TERMS) + " |",
           "|---|---|---:|---:|---:|---:|" + "---:|" * len(TERMS)]
-    for prefix, name, change in arms:
+    for prefix, name in arms:
         r = runs[prefix]
         cells = ([str(r["steps"]), f"{r['wall_minutes']:.1f}", f"{r['tokens_per_s']:.0f}", f"{r['grad_norm']:.1f}"]
                  + [f"{r[t]:.3f}" for t in TERMS]) if r else ["190", "see card"] + [""] * (2 + len(TERMS))
-        md.append(f"| {name} | {change} | " + " | ".join(cells) + " |")
+        md.append(f"| {name} | {change(prefix)} | " + " | ".join(cells) + " |")
     clip = next((r["max_grad_norm"] for r in runs.values() if r), None)
     md += ["", f"L_*: mean of the last {LAST} steps (unweighted, so a term with weight 0 is still shown). "
            f"Grad norm: mean over the run before clipping to {clip}; a large one means one term's gradient "

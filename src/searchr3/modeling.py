@@ -27,6 +27,10 @@ from tqdm.auto import tqdm
 from . import assets
 from .prompts import EMBED_TOKEN, Prompt, PromptBuilder, validate_texts
 
+# peft reads transformers' deprecated `is_gradient_checkpointing` alias whenever it wraps a model;
+# the FutureWarning is theirs, says nothing to our users, and would print on every adapter load.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
 SEARCHR3_FILE = "searchr3.json"  # marks a saved searchr3 model and records its settings
 
 

@@ -1,9 +1,11 @@
 """Stage-2 quality report: does reasoning help after RL? The released RL adapter against the
 SFT adapter it started from, each with and without reasoning, plus BM25 and MiniLM, and the
-GRPO-alone ablation where it was run.
+GRPO-alone ablation where it was run, and the Stage-1 variant trained on the model's own
+reasoning traces (`sft-traces`, with KL to the base on them) with the RL run started from it
+(`rl-traces`).
 
 Reads compact `searchr3 eval` result files from benchmarks/results/rl/ (`SYSTEM-SET.json`,
-SYSTEM in sft, rl, rl-noaux, bm25, minilm; see scripts/release_rl.sh) and writes
+SYSTEM in sft, rl, rl-noaux, sft-traces, rl-traces, bm25, minilm; see scripts/release_rl.sh) and writes
 benchmarks/results/rl_quality.{md,json,png} with paired randomisation tests (10,000 sign flips).
 SET may name a sampled corpus (`scifact-d600`: the test queries' judged abstracts plus random
 others, 600 in all): scores on it are higher than on the full corpus and compare only with
@@ -25,20 +27,25 @@ ROOT = Path(__file__).resolve().parent / "results"
 SOURCE = ROOT / "rl"
 SYSTEMS = [("bm25", "off", "BM25"), ("minilm", "off", "MiniLM-L6"), ("sft", "off", "SFT"), ("sft", "on", "SFT +R"),
            ("rl", "off", "RL"), ("rl", "on", "RL +R"), ("rl-noaux", "off", "RL (GRPO alone)"),
-           ("rl-noaux", "on", "RL (GRPO alone) +R")]
+           ("rl-noaux", "on", "RL (GRPO alone) +R"), ("sft-traces", "off", "SFT on traces"),
+           ("sft-traces", "on", "SFT on traces +R"), ("rl-traces", "off", "RL from it"), ("rl-traces", "on", "RL from it +R")]
+VARIANTS = ("rl-noaux", "sft-traces", "rl-traces")  # file prefixes that are not the released adapters
 COMPARISONS = [(("rl", "on"), ("rl", "off")), (("rl", "on"), ("sft", "off")), (("rl", "on"), ("sft", "on")),
                (("rl", "off"), ("sft", "off")), (("sft", "on"), ("sft", "off")),
                (("rl", "on"), ("rl-noaux", "on")), (("rl-noaux", "on"), ("rl-noaux", "off")),
-               (("rl", "on"), ("bm25", "off")), (("rl", "on"), ("minilm", "off"))]
+               (("rl", "on"), ("bm25", "off")), (("rl", "on"), ("minilm", "off")),
+               (("sft-traces", "on"), ("sft-traces", "off")), (("sft-traces", "on"), ("sft", "on")),
+               (("sft-traces", "off"), ("sft", "off")), (("rl-traces", "on"), ("rl-traces", "off")),
+               (("rl-traces", "on"), ("sft-traces", "off")), (("rl-traces", "on"), ("sft-traces", "on"))]
 
 
 def main() -> None:
     sets = sorted(p.name[len("rl-"):-len(".json")] for p in SOURCE.glob("rl-*.json")
-                  if not p.name.startswith("rl-noaux-"))
+                  if not p.name.startswith(tuple(v + "-" for v in VARIANTS)))
     rows, tests, records = score(SOURCE, sets, SYSTEMS, COMPARISONS)
     names = [n for s, m, n in SYSTEMS if any(r[n] is not None for r in rows)]
     for row in rows:
-        for system in ("sft", "rl", "rl-noaux"):
+        for system in ("sft", "rl", *VARIANTS):
             on = (records[row["data"]][system] or {}).get("modes", {}).get("on", {})
             if "trace_words_mean" in on:
                 row[f"{system}_trace"] = f"{on['trace_words_mean']:.0f} words, {on['forced_share']:.0%} forced"
@@ -54,7 +61,7 @@ def main() -> None:
                                                           f"{r['queries']} queries" for r in rows), "",
           "Reasoning traces (mean words; share where the token had to be forced; share where one word "
           "is over 30% of a trace of 4+ words): "
-          + "; ".join(f"{r['data']} {s}: {r[s + '_trace']}" for r in rows for s in ("sft", "rl", "rl-noaux")
+          + "; ".join(f"{r['data']} {s}: {r[s + '_trace']}" for r in rows for s in ("sft", "rl", *VARIANTS)
                       if s + "_trace" in r), "",
           "## Paired randomisation tests (per-query nDCG@10, 10,000 sign flips)", "", *tests_table(tests)]
     splits = [split for row in rows for split in forced_split(row["data"], records[row["data"]])]
@@ -74,7 +81,7 @@ def forced_split(data: str, records: dict) -> list[dict]:
     """Per-query effect of reasoning, split by whether the model emitted the token itself or the
     budget ran out and it was appended (the compact files keep each query's `trace_forced`)."""
     out = []
-    for system in ("rl", "rl-noaux"):
+    for system in ("rl", *VARIANTS):
         rec = records.get(system)
         on, off = ((rec or {}).get("modes", {}).get(m, {}) for m in ("on", "off"))
         if "trace_forced" not in on or "per_query" not in off:

@@ -36,7 +36,8 @@ COMPARISONS = [(("rl", "on"), ("rl", "off")), (("rl", "on"), ("sft", "off")), ((
                (("rl", "on"), ("bm25", "off")), (("rl", "on"), ("minilm", "off")),
                (("sft-traces", "on"), ("sft-traces", "off")), (("sft-traces", "on"), ("sft", "on")),
                (("sft-traces", "off"), ("sft", "off")), (("rl-traces", "on"), ("rl-traces", "off")),
-               (("rl-traces", "on"), ("sft-traces", "off")), (("rl-traces", "on"), ("sft-traces", "on"))]
+               (("rl-traces", "on"), ("sft-traces", "off")), (("rl-traces", "on"), ("sft-traces", "on")),
+               (("rl-traces", "on"), ("sft", "off")), (("rl-traces", "on"), ("rl", "on"))]
 
 
 def main() -> None:

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SR3=${SR3:-.venv/bin/searchr3}
-SFT=runs/release-cand
+SFT=runs/release-cand   # named when it was a release candidate; the RL run's saved config points here
 RL=runs/rl-traces
 RESULTS=benchmarks/results/rl
 

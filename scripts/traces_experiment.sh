@@ -12,7 +12,6 @@ cd "$(dirname "$0")/.."
 SR3=${SR3:-.venv/bin/searchr3}
 SFT=runs/release-cand   # named when it was a release candidate; the RL run's saved config points here
 RL=runs/rl-traces
-RESULTS=benchmarks/results/rl
 
 case "${1:-}" in
   sft)
@@ -25,14 +24,9 @@ case "${1:-}" in
     $SR3 train rl --config configs/rl-cpu.yaml --output "$RL" --resume --set init="$SFT" --set-env fidelity_every=0
     mkdir -p benchmarks/results/rl_traces
     cp "$RL"/{rl_config.json,metrics.jsonl,reward.png} benchmarks/results/rl_traces/ ;;
-  eval)
-    for pair in "$SFT:sft-traces" "$RL:rl-traces"; do
-      model=${pair%%:*}; tag=${pair##*:}
-      $SR3 eval --model "$model" --data scifact --reasoning both --max-docs 600 \
-        --output "runs/results/$tag-scifact-d600.json"
-      .venv/bin/python scripts/compact_results.py "runs/results/$tag-scifact-d600.json" \
-        "$RESULTS/$tag-scifact-d600.json"
-    done ;;
+  eval)  # the released RL adapter's evaluation step: runs/results/TAG-scifact-d600.json, compacted into benchmarks/results/rl/
+    bash scripts/release_rl.sh eval scifact "$SFT" sft-traces 600
+    bash scripts/release_rl.sh eval scifact "$RL" rl-traces 600 ;;
   *)
     echo "usage: $0 sft|rl|eval" >&2; exit 2 ;;
 esac

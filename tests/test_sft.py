@@ -78,6 +78,22 @@ def test_lora_run_saves_a_loadable_model(tiny_folder, tmp_path):
     assert moved.abs().max() > 0  # the new token's row trained and was saved with the adapter
 
 
+def test_starting_from_an_adapter_continues_it(tiny_folder, tmp_path):
+    first = SFTTrainer(_config(tiny_folder, steps=2), tmp_path / "first", _examples()).train()
+    trainer = SFTTrainer(_config(tiny_folder, init=str(first), steps=2, lora_r=8), tmp_path / "second", _examples())
+    start = SearchR3.from_pretrained(first, dtype="fp32", device="cpu")
+    texts = ["A text on snow and ice.", "tell me about bread"]
+    np.testing.assert_allclose(trainer.model.embed_documents(texts), start.embed_documents(texts), atol=1e-5)
+    out = trainer.train()
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and adapter["base_model_name_or_path"] == str(tiny_folder)  # the same adapter, over the base
+    trainer.model.model.eval()
+    expected = trainer.model.embed_documents(texts)
+    assert not np.allclose(expected, start.embed_documents(texts), atol=1e-4)  # it trained on
+    loaded = SearchR3.from_pretrained(out, dtype="fp32", device="cpu")
+    np.testing.assert_allclose(loaded.embed_documents(texts), expected, atol=1e-5)
+
+
 def test_full_finetune_moves_only_the_token_row_of_embeddings(tiny_folder, tmp_path):
     trainer = SFTTrainer(_config(tiny_folder, lora_r=0, steps=2, lr=1e-2), tmp_path / "full", _examples())
     before = trainer.model.model.get_input_embeddings().weight.detach().clone()

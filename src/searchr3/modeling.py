@@ -219,6 +219,24 @@ class SearchR3:
         base = meta.get("base", name) if meta else name
         return cls(model.to(device=dev, dtype=torch_dtype), tokenizer, name, config, base=base)
 
+    @classmethod
+    def from_adapter_trainable(cls, name_or_path: str | os.PathLike, *, config: EmbedConfig | None = None,
+                               dtype: str | torch.dtype = "fp32") -> "SearchR3 | None":
+        """A saved LoRA adapter over its base, *unmerged* and trainable; None if it is not an adapter.
+
+        Training must continue the adapter itself: merging it and adding a fresh one would save
+        a second adapter that is only right over the first, yet names the plain base.
+        """
+        from peft import PeftModel
+
+        folder = assets.resolve_model(name_or_path)
+        if not (folder / "adapter_config.json").is_file():
+            return None
+        model = cls.from_pretrained(json.loads((folder / SEARCHR3_FILE).read_text())["base"], dtype=dtype,
+                                    config=config)
+        model.attach(PeftModel.from_pretrained(model.model, folder, is_trainable=True))
+        return model
+
     def save_pretrained(self, path: str | os.PathLike, keep: Sequence[str] = ()) -> Path:
         """Write model (or LoRA adapter), tokenizer and settings to `path` atomically.
 

@@ -33,7 +33,7 @@ from .. import assets, losses
 from ..config import load_section
 from ..data import Dataset, load_dataset
 from ..model_card import SUMMARY_FILE, write_model_card
-from ..modeling import SEARCHR3_FILE, EmbedConfig, SearchR3, bar_ending, embed_token_states
+from ..modeling import EmbedConfig, SearchR3, bar_ending, embed_token_states
 from ..prompts import document_text
 from ..runtime import tune_malloc
 from . import checkpoint, distributed, reward
@@ -91,24 +91,21 @@ def load_rl_config(path: str | os.PathLike) -> tuple[RLConfig, EnvConfig]:
 
 def prepare_policy(config: RLConfig) -> tuple[SearchR3, bool]:
     """The trainable policy and whether a frozen reference adapter was loaded beside it."""
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import LoraConfig, get_peft_model
 
-    folder = assets.resolve_model(config.init)
     embed = EmbedConfig(max_length=config.max_length, reasoning_tokens=config.reasoning_tokens,
                         min_reasoning_tokens=config.min_reasoning_tokens, temperature=config.temperature,
                         top_p=config.top_p)
-    if not (folder / "adapter_config.json").is_file():
+    model = SearchR3.from_adapter_trainable(config.init, config=embed)
+    if model is None:
         model = SearchR3.from_pretrained(config.init, dtype="fp32", config=embed)
         lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
                           trainable_token_indices={"embed_tokens": [model.embed_token_id]})
         model.attach(get_peft_model(model.model, lora))
         return model, False
-    base = json.loads((folder / SEARCHR3_FILE).read_text())["base"]
-    model = SearchR3.from_pretrained(base, dtype="fp32", config=embed)
-    peft = PeftModel.from_pretrained(model.model, folder, is_trainable=True)
-    peft.load_adapter(folder, adapter_name=REFERENCE, is_trainable=False)
+    peft = model.model
+    peft.load_adapter(assets.resolve_model(config.init), adapter_name=REFERENCE, is_trainable=False)
     peft.set_adapter("default")  # trainable again; the reference stays frozen
-    model.attach(peft)
     return model, True
 
 

@@ -99,8 +99,17 @@ def lr_at(step: int, config: SFTConfig) -> float:
 
 
 def prepare_model(config: SFTConfig) -> SearchR3:
-    """Load the base, make only the right parameters trainable (LoRA, or full with token-row embeddings)."""
-    model = SearchR3.from_pretrained(config.init, dtype="fp32", config=EmbedConfig(max_length=config.max_length))
+    """Load the base, make only the right parameters trainable (LoRA, or full with token-row embeddings).
+
+    Starting from a saved LoRA adapter (e.g. the released one) with `lora_r > 0` continues that
+    adapter, at its own rank; the KL reference is still the plain base (the adapter switched off).
+    """
+    embed = EmbedConfig(max_length=config.max_length)
+    if config.lora_r > 0:
+        model = SearchR3.from_adapter_trainable(config.init, config=embed)
+        if model is not None:
+            return model
+    model = SearchR3.from_pretrained(config.init, dtype="fp32", config=embed)
     if config.lora_r > 0:
         from peft import LoraConfig, get_peft_model
 

@@ -20,9 +20,6 @@ import argparse
 import json
 import os
 import platform
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,30 +33,9 @@ import numpy as np
 
 from searchr3 import read_corpus, read_queries
 from searchr3.data import resolve_dataset
+from searchr3.service_process import ServiceProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(model: str, index: Path, port: int, max_length: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "searchr3.cli", "serve", "--model", model, "--index", str(index),
-           "--port", str(port), "--max-length", str(max_length), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(1200):
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {' '.join(cmd)}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.25)
-    proc.kill()
-    raise RuntimeError("server did not start within 5 minutes")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -92,37 +68,33 @@ def run_load(base: str, path: str, bodies: list[dict], clients: int, per_client:
 def bench_service(model: str, n_docs: int, per_client_1: int, per_client_8: int, max_length: int) -> dict:
     docs = read_corpus(resolve_dataset("scifact"))
     queries = list(read_queries(resolve_dataset("scifact") / "queries.jsonl").values())[:64]
-    port, out = free_port(), {}
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = start_server(model, Path(tmp) / "index", port, max_length)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            start = time.perf_counter()
-            for i in range(0, n_docs, 16):
-                batch = [{"_id": d.id, "title": d.title, "text": d.text} for d in docs[i:min(i + 16, n_docs)]]
-                httpx.post(f"{base}/v1/documents", json={"documents": batch}, timeout=600).raise_for_status()
-            out["index_fill"] = {"documents": n_docs, "seconds": round(time.perf_counter() - start, 1)}
-            doc_texts = [d.text for d in docs[n_docs:n_docs + 64]]  # not in the index; one text a request
-            workloads = {
-                "embeddings: documents": ("/v1/embeddings", [{"input": t, "input_type": "document"}
-                                                             for t in doc_texts]),
-                "embeddings: queries, direct": ("/v1/embeddings", [{"input": q} for q in queries]),
-                "embeddings: queries, reasoning": ("/v1/embeddings", [{"input": q, "reasoning": True}
-                                                                      for q in queries]),
-                "search: direct": ("/v1/search", [{"query": q, "k": 10} for q in queries]),
-                "search: reasoning": ("/v1/search", [{"query": q, "k": 10, "reasoning": True} for q in queries]),
-            }
-            rows = []
-            for name, (path, bodies) in workloads.items():
-                run_load(base, path, bodies[:2], 1, 2)  # warm-up
-                for clients, per in ((1, per_client_1), (8, per_client_8)):
-                    row = {"workload": name, **run_load(base, path, bodies, clients, per)}
-                    print(json.dumps(row), flush=True)
-                    rows.append(row)
-            out["rows"] = rows
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp, \
+            ServiceProcess(model, Path(tmp) / "index", max_length=max_length) as server:
+        base = server.url
+        start = time.perf_counter()
+        for i in range(0, n_docs, 16):
+            batch = [{"_id": d.id, "title": d.title, "text": d.text} for d in docs[i:min(i + 16, n_docs)]]
+            httpx.post(f"{base}/v1/documents", json={"documents": batch}, timeout=600).raise_for_status()
+        out["index_fill"] = {"documents": n_docs, "seconds": round(time.perf_counter() - start, 1)}
+        doc_texts = [d.text for d in docs[n_docs:n_docs + 64]]  # not in the index; one text a request
+        workloads = {
+            "embeddings: documents": ("/v1/embeddings", [{"input": t, "input_type": "document"}
+                                                         for t in doc_texts]),
+            "embeddings: queries, direct": ("/v1/embeddings", [{"input": q} for q in queries]),
+            "embeddings: queries, reasoning": ("/v1/embeddings", [{"input": q, "reasoning": True}
+                                                                  for q in queries]),
+            "search: direct": ("/v1/search", [{"query": q, "k": 10} for q in queries]),
+            "search: reasoning": ("/v1/search", [{"query": q, "k": 10, "reasoning": True} for q in queries]),
+        }
+        rows = []
+        for name, (path, bodies) in workloads.items():
+            run_load(base, path, bodies[:2], 1, 2)  # warm-up
+            for clients, per in ((1, per_client_1), (8, per_client_8)):
+                row = {"workload": name, **run_load(base, path, bodies, clients, per)}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+        out["rows"] = rows
     return out
 
 

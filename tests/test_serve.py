@@ -3,10 +3,6 @@
 import base64
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from fastapi.testclient import TestClient
 
 from searchr3.serve import ServeConfig, Service, create_app
+from searchr3.service_process import ServiceProcess, free_port
 
 DOCS = [
     {"_id": "d1", "title": "Aspirin", "text": "Aspirin inhibits platelet aggregation and thins the blood."},
@@ -198,17 +195,11 @@ def test_malformed_json_and_unknown_routes(client):
     error_of(client.get("/v1/embeddings"), 405)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_concurrent_clients_get_single_client_results(service):
     """8 clients x 50 requests over loopback HTTP: no errors, every answer equals the lone client's."""
     import uvicorn
 
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -248,48 +239,27 @@ def test_concurrent_clients_get_single_client_results(service):
         thread.join(timeout=10)
 
 
-def _start(tiny_folder, index, port, env):
-    cmd = [sys.executable, "-m", "searchr3.cli", "serve", "--model", str(tiny_folder), "--index", str(index),
-           "--port", str(port), "--max-length", "48", "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stdout.read().decode()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.25)
-    proc.kill()
-    raise AssertionError("server did not start in 120 s")
-
-
 def test_acknowledged_writes_survive_kill_9(tiny_folder, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    index, port = tmp_path / "index", _free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = _start(tiny_folder, index, port, env)
+    index = tmp_path / "index"
+    server = ServiceProcess(tiny_folder, index, max_length=48, env=env, timeout=120)
+    base = server.url
     try:
         for doc in DOCS:  # one write per request: each is journaled, none snapshotted yet
             httpx.post(f"{base}/v1/documents", json={"documents": [doc]}, timeout=30).raise_for_status()
         httpx.delete(f"{base}/v1/documents/d3", timeout=30).raise_for_status()
         before = httpx.post(f"{base}/v1/search", json={"query": "capital city", "k": 5}, timeout=30).json()
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        server.kill()
     assert (index / "journal.jsonl").stat().st_size > 0  # the writes were only in the journal
 
-    proc = _start(tiny_folder, index, port, env)
-    try:
-        assert httpx.get(f"{base}/health").json()["documents"] == 3
+    with ServiceProcess(tiny_folder, index, port=server.port, max_length=48, env=env, timeout=120) as server:
+        assert server.health()["documents"] == 3
         httpx.get(f"{base}/v1/documents/d4").raise_for_status()
         assert httpx.get(f"{base}/v1/documents/d3").status_code == 404
         after = httpx.post(f"{base}/v1/search", json={"query": "capital city", "k": 5}, timeout=30).json()
         assert after == before
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+    assert server.process.returncode == 0  # SIGTERM is a clean shutdown
 
 
 def test_openapi_schema_lists_every_route_and_error(service):

@@ -120,3 +120,10 @@ def test_reasoning_examples_use_self_traces_and_kl(tiny_folder, tmp_path, monkey
     assert terms["kl"].item() >= 0 and torch.isfinite(terms["total"])
     direct = trainer.losses([e for e in trainer.examples if e.query_id not in trainer.traces][:4])
     assert direct["kl"].item() == 0.0  # a direct query's only assistant token is the new token: no KL there
+    # L_token is L_SFT at the token alone: the same for direct queries, apart from it once traces dilute it
+    assert direct["token"].item() == pytest.approx(direct["sft"].item(), rel=1e-6)
+    assert terms["token"].item() != pytest.approx(terms["sft"].item(), rel=1e-3)
+    weighted = SFTTrainer(_config(tiny_folder, reasoning_fraction=0.5, reasoning_tokens=3, w_token=2.0),
+                          tmp_path / "w", _examples())
+    again = weighted.losses([e for e in weighted.examples if e.query_id in weighted.traces][:4])
+    assert again["total"].item() == pytest.approx(terms["total"].item() + 2.0 * terms["token"].item(), rel=1e-5)

@@ -13,13 +13,14 @@ from .modeling import EmbedConfig, Reasoning, SearchR3, embed_token_states
 from .mteb_encoder import MTEBEncoder
 from .prompts import EMBED_TOKEN, PromptBuilder
 from .search import Hit, SearchResult, build_index, search
+from .service_process import ServiceProcess
 
 _SERVICE = ("ServeConfig", "Service", "create_app")  # need FastAPI: imported on first use
 
 __all__ = [
     "BUNDLED_MODELS", "DEFAULT_MODEL", "DataError", "Document", "EMBED_TOKEN", "EmbedConfig",
     "Hit", "IndexMismatchError", "MTEBEncoder", "PromptBuilder", "RELEASED_MODELS", "Reasoning", "SearchR3",
-    "SearchResult", "VectorIndex", "build_index", "embed_token_states", "read_corpus",
+    "SearchResult", "ServiceProcess", "VectorIndex", "build_index", "embed_token_states", "read_corpus",
     "read_qrels", "read_queries", "registered_names", "resolve_model", "search", *_SERVICE,
 ]
 __version__ = "0.1.0"

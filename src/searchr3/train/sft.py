@@ -1,8 +1,10 @@
 """Stage 1 — representation SFT: teach the model `<|embed_token|>`.
 
-Loss = w_sft·L_SFT + w_kl·L_KL + w_nce·L_InfoNCE + w_triplet·L_Triplet (paper: all weights 1).
-L_SFT and L_KL are on the assistant turn of each query prompt (the model learns to emit the
-token); InfoNCE and triplet are on the vectors read at the token. Queries and documents go
+Loss = w_sft·L_SFT + w_kl·L_KL + w_nce·L_InfoNCE + w_triplet·L_Triplet (paper: all weights 1),
+plus an optional w_token·L_token. L_SFT and L_KL are on the assistant turn of each query prompt
+(the model learns to emit the token); InfoNCE and triplet are on the vectors read at the token.
+L_token is L_SFT at the token's own positions: L_SFT is a mean over every assistant token, so
+once reasoning traces are in the turn they outnumber the token and dilute what teaches it. Queries and documents go
 through the same prompt assembly and the same read-out as inference.
 """
 
@@ -54,6 +56,7 @@ class SFTConfig:
     w_kl: float = 1.0
     w_infonce: float = 1.0
     w_triplet: float = 1.0
+    w_token: float = 0.0  # extra NLL on the embed token alone (not in the paper; see the module docstring)
     tau: float = 0.05  # InfoNCE temperature τ
     margin: float = 0.1  # triplet margin θ
     # optimisation
@@ -234,7 +237,10 @@ class SFTTrainer:
         offset = distributed.rank() * len(doc_texts)  # this shard's documents start here in the gather
         positive = offset + torch.arange(len(local), device=queries.device)
         exclude = torch.tensor([[d in e.relevant_ids for d in doc_ids] for e in local], device=queries.device)
-        out = {"sft": losses.sft_nll(logits, torch.tensor(targets, device=logits.device)),
+        target = torch.tensor(targets, device=logits.device)
+        token_at = target == m.embed_token_id
+        out = {"sft": losses.sft_nll(logits, target),
+               "token": losses.sft_nll(logits[token_at], target[token_at]),
                "infonce": losses.info_nce(queries, docs, positive, c.tau, exclude),
                "triplet": losses.triplet(queries, docs, positive, c.margin, exclude)}
         # KL only where the base has a distribution worth keeping: not on the new token itself,
@@ -246,7 +252,7 @@ class SFTTrainer:
         else:
             out["kl"] = logits.sum() * 0.0
         out["total"] = (c.w_sft * out["sft"] + c.w_kl * out["kl"] + c.w_infonce * out["infonce"]
-                        + c.w_triplet * out["triplet"])
+                        + c.w_triplet * out["triplet"] + c.w_token * out["token"])
         out["tokens"] = torch.tensor(float(q_mask.sum() + d_mask.sum()))
         return out
 

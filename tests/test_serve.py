@@ -259,7 +259,11 @@ def test_acknowledged_writes_survive_kill_9(tiny_folder, tmp_path):
         assert httpx.get(f"{base}/v1/documents/d3").status_code == 404
         after = httpx.post(f"{base}/v1/search", json={"query": "capital city", "k": 5}, timeout=30).json()
         assert after == before
-    assert server.process.returncode == 0  # SIGTERM is a clean shutdown
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_output(tmp_path):
+    with pytest.raises(RuntimeError, match="(?s)exited with [1-9].*no-such-model"):
+        ServiceProcess(tmp_path / "no-such-model", tmp_path / "index", timeout=120)
 
 
 def test_openapi_schema_lists_every_route_and_error(service):

@@ -21,6 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the service is local: never via a proxy
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on now (the OS picks it)."""
@@ -70,7 +72,7 @@ class ServiceProcess:
     def health(self) -> dict | None:
         """The /health answer, or None while the server does not answer."""
         try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+            with _NO_PROXY.open(f"{self.url}/health", timeout=1) as response:
                 return json.loads(response.read()) if response.status == 200 else None
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return None

@@ -1,5 +1,5 @@
 """Stage-2 quality report: does reasoning help after RL? The released RL adapter against the
-SFT adapter it started from, each with and without reasoning, plus BM25 and MiniLM, and the
+SFT adapter it started from (`sft`: the first release of `searchr3-smollm2-135m-sft`, "SFT v1"), each with and without reasoning, plus BM25 and MiniLM, and the
 GRPO-alone ablation where it was run, and the Stage-1 variant trained on the model's own
 reasoning traces (`sft-traces`, with KL to the base on them) with the RL run started from it
 (`rl-traces`).
@@ -25,7 +25,7 @@ from searchr3.metrics import paired_randomization_test
 
 ROOT = Path(__file__).resolve().parent / "results"
 SOURCE = ROOT / "rl"
-SYSTEMS = [("bm25", "off", "BM25"), ("minilm", "off", "MiniLM-L6"), ("sft", "off", "SFT"), ("sft", "on", "SFT +R"),
+SYSTEMS = [("bm25", "off", "BM25"), ("minilm", "off", "MiniLM-L6"), ("sft", "off", "SFT v1"), ("sft", "on", "SFT v1 +R"),
            ("rl", "off", "RL"), ("rl", "on", "RL +R"), ("rl-noaux", "off", "RL (GRPO alone)"),
            ("rl-noaux", "on", "RL (GRPO alone) +R"), ("sft-traces", "off", "SFT on traces"),
            ("sft-traces", "on", "SFT on traces +R"), ("rl-traces", "off", "RL from it"), ("rl-traces", "on", "RL from it +R")]

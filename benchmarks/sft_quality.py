@@ -1,7 +1,10 @@
-"""Stage-1 quality report: the released SFT adapter against the untrained base, BM25 and MiniLM.
+"""Stage-1 quality report: the released SFT adapter against the untrained base, BM25 and MiniLM,
+and against its first release (`sft-v1`: the adapter after the first of its two runs, which the
+RL adapter started from).
 
 Reads compact `searchr3 eval` result files from benchmarks/results/sft/ (`sft-SET.json`,
-`base-SET.json`, `bm25-SET.json`, `minilm-SET.json`; see scripts/release_sft.sh) and writes
+`sft-v1-SET.json`, `base-SET.json`, `bm25-SET.json`, `minilm-SET.json`; see
+scripts/release_sft.sh) and writes
 benchmarks/results/sft_quality.{md,json,png}: nDCG@10 per set and system, and paired
 randomisation tests (10,000 sign flips) for the comparisons the Stage-1 issue asks about.
 
@@ -19,20 +22,22 @@ ROOT = Path(__file__).resolve().parent / "results"
 SOURCE = ROOT / "sft"
 SETS = ["scifact", "birco-arguana", "birco-wtb", "rarb-alphanli", "wiki-known-item"]
 SYSTEMS = [("bm25", "off", "BM25"), ("minilm", "off", "MiniLM-L6"), ("base", "off", "base"),
-           ("base", "on", "base +R"), ("sft", "off", "SFT"), ("sft", "on", "SFT +R")]
+           ("base", "on", "base +R"), ("sft-v1", "off", "SFT v1"), ("sft-v1", "on", "SFT v1 +R"),
+           ("sft", "off", "SFT"), ("sft", "on", "SFT +R")]
 COMPARISONS = [(("sft", "off"), ("base", "off")), (("sft", "on"), ("base", "on")),
                (("sft", "on"), ("sft", "off")), (("sft", "off"), ("bm25", "off")),
-               (("sft", "off"), ("minilm", "off"))]
+               (("sft", "off"), ("minilm", "off")), (("sft", "off"), ("sft-v1", "off")),
+               (("sft", "on"), ("sft-v1", "on"))]
 
 
 def main() -> None:
-    sets = [d for d in SETS if (SOURCE / f"sft-{d}.json").is_file()]
+    sets = [d for d in SETS if any((SOURCE / f"{s}-{d}.json").is_file() for s in ("sft", "sft-v1"))]
     rows, tests, records = score(SOURCE, sets, SYSTEMS, COMPARISONS)
     for row in rows:
-        sft, base = records[row["data"]]["sft"], records[row["data"]]["base"]
+        sft, base = records[row["data"]]["sft"] or records[row["data"]]["sft-v1"], records[row["data"]]["base"]
         row["max_length"] = sft["model"].get("max_length")
         row["base_max_length"] = (base or {}).get("model", {}).get("max_length")
-        for system in ("base", "sft"):
+        for system in ("base", "sft-v1", "sft"):
             on = (records[row["data"]][system] or {}).get("modes", {}).get("on", {})
             row[f"{system}_forced_share"] = on.get("forced_share")
             row[f"{system}_trace_words"] = on.get("trace_words_mean")
@@ -42,7 +47,8 @@ def main() -> None:
            f"cut to {rows[0]['max_length'] if rows else '?'} text tokens for the SFT model; the base rows "
            f"were measured at {rows[0]['base_max_length'] if rows else '?'} (see README).", "",
            "Reasoning traces (mean words; share where the token had to be forced): "
-           + "; ".join(f"{r['data']}: base {_trace(r, 'base')}, SFT {_trace(r, 'sft')}" for r in rows), "",
+           + "; ".join(f"{r['data']}: base {_trace(r, 'base')}, SFT v1 {_trace(r, 'sft-v1')}, SFT {_trace(r, 'sft')}"
+                       for r in rows), "",
            "## Paired randomisation tests (per-query nDCG@10, 10,000 sign flips)", "", *tests_table(tests)]
     (ROOT / "sft_quality.md").write_text("\n".join(md) + "\n")
     (ROOT / "sft_quality.json").write_text(json.dumps({"ndcg@10": rows, "tests": tests}, indent=1) + "\n")

@@ -45,6 +45,22 @@ def test_card_states_what_the_run_measured(tmp_path):
     assert "non-commercial" in card  # SciFact's licence is surfaced
 
 
+def test_card_of_a_continued_adapter_shows_every_run(tmp_path):
+    folder = _run_folder(tmp_path)
+    (tmp_path / "first").mkdir()
+    earlier = _run_folder(tmp_path / "first")
+    config = json.loads((folder / "sft_config.json").read_text())
+    (folder / "sft_config.json").write_text(json.dumps({**config, "init": "my-model"}))
+    (folder / "train_summary.json").write_text(json.dumps({"wall_seconds": 600}))
+    (earlier / "train_summary.json").write_text(json.dumps({"wall_seconds": 1200}))
+    earlier.rename(folder / "earlier")
+    card = write_model_card(folder, "my-model").read_text()
+    assert "2 runs, each continuing the adapter of the one before: 4 steps, 30 min of wall time in all" in card
+    assert "### Earlier run 1" in card and card.count("Steps trained: 2") == 2
+    assert "`my-model` (as first released: the earlier run below)" in card
+    assert "![loss curves](loss.png)" in card and "![loss curves](earlier/loss.png)" in card
+
+
 def test_cli_lists_released_models_and_rewrites_cards(tmp_path, capsys):
     assert "searchr3-smollm2-135m-sft" in RELEASED_MODELS and "searchr3-smollm2-135m-sft" in registered_names()
     assert main(["models"]) == 0

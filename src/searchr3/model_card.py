@@ -15,6 +15,7 @@ from pathlib import Path
 from .prompts import EMBED_TOKEN
 
 CARD = "README.md"
+EARLIER = "earlier"  # a continued adapter keeps the record of the run it continued here (config, metrics, plot)
 SUMMARY_FILE = "train_summary.json"  # written by the trainer: wall time, examples per source, hardware
 # Licences of the training sources, as stated in each bundled set's README.
 SOURCE_LICENCES = {
@@ -52,6 +53,7 @@ def training_record(folder: Path) -> dict:
         "final_losses": {k: sum(r[k] for r in tail) / len(tail) for k in ("sft", "kl", "infonce", "triplet")}
         if tail else {},
         "dev": [(r["step"], r["dev_ndcg@10"]) for r in rows if "dev_ndcg@10" in r],
+        "earlier": training_record(folder / EARLIER) if (folder / EARLIER / "sft_config.json").is_file() else None,
     }
 
 
@@ -82,8 +84,45 @@ def render(name: str, base: str, record: dict, results_table: str | None = None)
                   f"the model to emit `{EMBED_TOKEN}` right after the prompt: asked to reason "
                   "(`reasoning=True`), it mostly emits the token at once, so reasoning adds nothing yet. "
                   "Teaching useful reasoning is Stage 2's job.", ""]
-    lines += ["## Training", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {k} | {_cell(cfg[k])} |" for k in CONFIG_ROWS if k in cfg]
+    lines += ["## Training", ""]
+    runs = _lineage(record)
+    if len(runs) > 1:
+        total_steps = sum(r["steps"] for r in runs)
+        wall = sum(r["wall_seconds"] or 0 for r in runs)
+        lines += [f"{len(runs)} runs, each continuing the adapter of the one before: {total_steps} steps, "
+                  f"{wall / 60:.0f} min of wall time in all. The last run first, then the earlier ones "
+                  f"(their configs, metrics and loss curves are in `{EARLIER}/`).", ""]
+    for i, run in enumerate(runs):
+        if i:
+            lines += ["", f"### Earlier run {i}: the adapter the run above continued", ""]
+        lines += _training_lines(run, name)
+        lines += ["", f"![loss curves]({'/'.join([EARLIER] * i + ['loss.png'])})"]
+    lines += ["", "## Data and licences", "",
+              "Trained only on train/dev splits; no test split was used for training or model selection.", ""]
+    lines += [f"- `{s}`: {SOURCE_LICENCES.get(s.split(':')[0], 'see the data README')}" for s in sources]
+    if any(SOURCE_LICENCES.get(d, "").endswith("(non-commercial)") for d in datasets):
+        lines += ["", "Some training data is licensed for non-commercial use only; weigh that before "
+                  "using this adapter commercially. The base model is Apache-2.0."]
+    return "\n".join(lines) + "\n"
+
+
+def _lineage(record: dict) -> list[dict]:
+    runs = [record]
+    while runs[-1].get("earlier"):
+        runs.append(runs[-1]["earlier"])
+    return runs
+
+
+def _training_lines(record: dict, name: str) -> list[str]:
+    """One run's settings table and numbers."""
+    cfg = record["config"]
+    lines = ["| setting | value |", "|---|---|"]
+    for k in CONFIG_ROWS:
+        if k in cfg:
+            value = _cell(cfg[k])
+            if k == "init" and cfg[k] == name and record.get("earlier"):
+                value += " (as first released: the earlier run below)"
+            lines.append(f"| {k} | {value} |")
     lines += ["", f"- Steps trained: {record['steps']}"]
     if record["wall_seconds"]:
         lines.append(f"- Wall time: {record['wall_seconds'] / 60:.1f} min (including dev evaluations)")
@@ -102,13 +141,7 @@ def render(name: str, base: str, record: dict, results_table: str | None = None)
     if record["dev"]:
         lines.append(f"- Pooled dev nDCG@10 ({cfg.get('dev')}, {cfg.get('dev_queries')} queries re-ranking BM25 "
                      f"top-{cfg.get('dev_depth')}) by step: " + ", ".join(f"{s}: {v:.3f}" for s, v in record["dev"]))
-    lines += ["", "![loss curves](loss.png)", "", "## Data and licences", "",
-              "Trained only on train/dev splits; no test split was used for training or model selection.", ""]
-    lines += [f"- `{s}`: {SOURCE_LICENCES.get(s.split(':')[0], 'see the data README')}" for s in sources]
-    if any(SOURCE_LICENCES.get(d, "").endswith("(non-commercial)") for d in datasets):
-        lines += ["", "Some training data is licensed for non-commercial use only; weigh that before "
-                  "using this adapter commercially. The base model is Apache-2.0."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def rl_record(folder: Path) -> dict:

@@ -4,8 +4,8 @@ Loss = w_sft·L_SFT + w_kl·L_KL + w_nce·L_InfoNCE + w_triplet·L_Triplet (pape
 plus an optional w_token·L_token. L_SFT and L_KL are on the assistant turn of each query prompt
 (the model learns to emit the token); InfoNCE and triplet are on the vectors read at the token.
 L_token is L_SFT at the token's own positions: L_SFT is a mean over every assistant token, so
-once reasoning traces are in the turn they outnumber the token and dilute what teaches it. Queries and documents go
-through the same prompt assembly and the same read-out as inference.
+once reasoning traces are in the turn they outnumber the token and dilute what teaches it.
+Queries and documents go through the same prompt assembly and the same read-out as inference.
 """
 
 from __future__ import annotations

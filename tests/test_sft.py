@@ -80,7 +80,9 @@ def test_lora_run_saves_a_loadable_model(tiny_folder, tmp_path):
 
 def test_starting_from_an_adapter_continues_it(tiny_folder, tmp_path):
     first = SFTTrainer(_config(tiny_folder, steps=2), tmp_path / "first", _examples()).train()
-    trainer = SFTTrainer(_config(tiny_folder, init=str(first), steps=2, lora_r=8), tmp_path / "second", _examples())
+    with pytest.warns(UserWarning, match="r 4, alpha 32: it keeps training at that rank"):
+        trainer = SFTTrainer(_config(tiny_folder, init=str(first), steps=2, lora_r=8), tmp_path / "second",
+                             _examples())
     start = SearchR3.from_pretrained(first, dtype="fp32", device="cpu")
     texts = ["A text on snow and ice.", "tell me about bread"]
     np.testing.assert_allclose(trainer.model.embed_documents(texts), start.embed_documents(texts), atol=1e-5)

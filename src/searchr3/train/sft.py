@@ -16,6 +16,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -111,6 +112,11 @@ def prepare_model(config: SFTConfig) -> SearchR3:
     if config.lora_r > 0:
         model = SearchR3.from_adapter_trainable(config.init, config=embed)
         if model is not None:
+            saved = model.model.peft_config["default"]
+            if (saved.r, saved.lora_alpha) != (config.lora_r, config.lora_alpha):
+                warnings.warn(f"{config.init} is a LoRA adapter of r {saved.r}, alpha {saved.lora_alpha}: it "
+                              f"keeps training at that rank; lora_r {config.lora_r} and lora_alpha "
+                              f"{config.lora_alpha} are not used", stacklevel=2)
             return model
     model = SearchR3.from_pretrained(config.init, dtype="fp32", config=embed)
     if config.lora_r > 0:

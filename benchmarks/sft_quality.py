@@ -6,7 +6,8 @@ Reads compact `searchr3 eval` result files from benchmarks/results/sft/ (`sft-SE
 `sft-v1-SET.json`, `base-SET.json`, `bm25-SET.json`, `minilm-SET.json`; see
 scripts/release_sft.sh) and writes
 benchmarks/results/sft_quality.{md,json,png}: nDCG@10 per set and system, and paired
-randomisation tests (10,000 sign flips) for the comparisons the Stage-1 issue asks about.
+randomisation tests (10,000 sign flips) for the comparisons the Stage-1 issue asks about, and
+how the second run's change (SFT − SFT v1) varies with query length (quartiles of words).
 
     python benchmarks/sft_quality.py
 """
@@ -16,7 +17,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from paired_tables import plot, score, score_table, tests_table
+import numpy as np
+from paired_tables import ndcg, plot, score, score_table, tests_table
+
+from searchr3.data import load_dataset
 
 ROOT = Path(__file__).resolve().parent / "results"
 SOURCE = ROOT / "sft"
@@ -50,10 +54,53 @@ def main() -> None:
            + "; ".join(f"{r['data']}: base {_trace(r, 'base')}, SFT v1 {_trace(r, 'sft-v1')}, SFT {_trace(r, 'sft')}"
                        for r in rows), "",
            "## Paired randomisation tests (per-query nDCG@10, 10,000 sign flips)", "", *tests_table(tests)]
+    by_length = [length_split(d, records[d]) for d in sets]
+    by_length = [x for x in by_length if x]
+    if by_length:
+        md += ["", "## SFT − SFT v1 by query length (quartiles of words; Spearman of words vs Δ)", "",
+               "| data | Q1 | Q2 | Q3 | Q4 | Spearman ρ (p) |", "|---|---|---|---|---|---:|"]
+        md += [f"| {x['data']} | " + " | ".join(f"≤{b['max_words']} w: {b['delta']:+.3f} ({b['queries']})"
+                                                for b in x["quartiles"])
+               + f" | {x['spearman']:+.2f} ({x['p']:.2f}) |" for x in by_length]
     (ROOT / "sft_quality.md").write_text("\n".join(md) + "\n")
-    (ROOT / "sft_quality.json").write_text(json.dumps({"ndcg@10": rows, "tests": tests}, indent=1) + "\n")
+    (ROOT / "sft_quality.json").write_text(json.dumps({"ndcg@10": rows, "tests": tests, "by_query_length": by_length},
+                                                      indent=1) + "\n")
     plot(rows, names, ROOT / "sft_quality.png")
     print("\n".join(md))
+
+
+def length_split(data: str, records: dict) -> dict | None:
+    """Per-query SFT − SFT v1 (direct) in quartiles of query length: is the second run's change
+    about long queries (cut at 128 tokens, unlike every training query)?"""
+    a, b = ndcg(records["sft"], "off"), ndcg(records["sft-v1"], "off")
+    if not (a and b):
+        return None
+    queries = load_dataset(data, "test").queries
+    qids = sorted(set(a) & set(b))
+    words = np.array([len(queries[q].split()) for q in qids])
+    delta = np.array([a[q] - b[q] for q in qids])
+    order = np.argsort(words, kind="stable")
+    quartiles = [{"max_words": int(words[part].max()), "queries": len(part), "delta": float(delta[part].mean())}
+                 for part in np.array_split(order, 4)]
+    rho, p = spearman(words, delta)
+    return {"data": data, "quartiles": quartiles, "spearman": float(rho), "p": float(p)}
+
+
+def spearman(x: np.ndarray, y: np.ndarray, n_resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Spearman's ρ (average ranks for ties) and a two-sided permutation p-value."""
+    def ranks(v: np.ndarray) -> np.ndarray:
+        order = np.argsort(v, kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v))
+        for value in np.unique(v):  # ties share their mean rank
+            r[v == value] = r[v == value].mean()
+        return (r - r.mean()) / (r.std() or 1.0)
+
+    rx, ry = ranks(x), ranks(y)
+    rho = float((rx * ry).mean())
+    rng = np.random.default_rng(seed)
+    null = np.array([(rx * rng.permutation(ry)).mean() for _ in range(n_resamples)])
+    return rho, float((np.sum(np.abs(null) >= abs(rho)) + 1) / (n_resamples + 1))
 
 
 def _trace(row: dict, system: str) -> str:

@@ -1,0 +1,204 @@
+"""Is there anything for GRPO to find? Sampled reasoning rollouts against the direct vector, on test.
+
+GRPO can only move a policy towards rollouts it already samples. So, for one model, sample G
+reasoning rollouts per test query exactly as Stage 2 does (temperature, top-p, the model's own
+budget and minimum of reasoning tokens), rank the corpus with each rollout's vector and score it
+with the reward function itself (`train.reward.ndcg_rewards`, nDCG@10). Then compare, per query:
+
+- direct: the vector without reasoning (what reasoning has to beat);
+- greedy +R: what `searchr3 eval --reasoning on` scores;
+- sampled mean: the expected reward of the current policy;
+- best of G: the ceiling a policy concentrated on its best current sample would reach. Part of
+  it is selection on noise (the max of G draws beats their mean even when traces carry no
+  information), so it bounds the headroom from above;
+- best of G, noise control: the direct vector plus random noise of the rollouts' own spread
+  (each copy's cosine to the direct vector equals the query's mean cosine of its rollouts to
+  their centroid), best of G copies. What best of G gains over this is not selection on noise;
+- tied groups: the share of queries whose G rollouts all score the same nDCG@10, where GRPO's
+  group-normalised advantage is zero and the ranking reward teaches nothing;
+- emitted vs forced: in groups holding both, is a rollout that ended its trace itself better
+  than one whose token was appended at the budget (the direction the format penalty pushes)?
+
+    python benchmarks/rl_headroom.py --model searchr3-smollm2-135m-rl --label rl
+    python benchmarks/rl_headroom.py --model runs/release --label sft-v1 --min-reasoning-tokens 8 --reasoning-tokens 32
+    python benchmarks/rl_headroom.py --report     # rewrite the Markdown from the JSON
+
+Each run adds (or replaces) its label in benchmarks/results/rl_headroom.json and rewrites
+rl_headroom.md. Corpus vectors and greedy traces come from the evaluation caches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from searchr3 import SearchR3
+from searchr3.cache import ReasoningCache, VectorCache
+from searchr3.data import load_dataset
+from searchr3.evaluate import RetrievalEvaluator
+from searchr3.metrics import paired_randomization_test
+from searchr3.prompts import document_text
+from searchr3.train.reward import ndcg_rewards
+
+ROOT = Path(__file__).resolve().parent / "results"
+K = 10  # the reward's and the tables' cut-off
+
+
+def rank(query_vectors: np.ndarray, doc_vectors: np.ndarray, doc_ids: list[str], depth: int) -> list[list[str]]:
+    """Doc ids best first for each query vector (ties by doc id, as the evaluator breaks them)."""
+    scores = SearchR3.similarity(query_vectors, doc_vectors).numpy()
+    return [[doc_ids[j] for j in sorted(np.argsort(-row)[:depth], key=lambda j: (-row[j], doc_ids[j]))]
+            for row in scores]
+
+
+def noise_control(direct: np.ndarray, rollouts: np.ndarray, seed: int) -> np.ndarray:
+    """(N, G, H) unit vectors: each query's direct vector moved in G random directions by the
+    spread of its own rollouts (cosine to the direct vector = their mean cosine to their centroid)."""
+    centroid = rollouts.mean(axis=1, keepdims=True)
+    centroid /= np.linalg.norm(centroid, axis=-1, keepdims=True)
+    cos = np.clip((rollouts * centroid).sum(-1).mean(axis=1), 1e-3, 1.0)  # (N,)
+    noise = np.random.default_rng(seed).standard_normal(rollouts.shape)
+    noise -= (noise * direct[:, None]).sum(-1, keepdims=True) * direct[:, None]  # orthogonal to direct
+    noise /= np.linalg.norm(noise, axis=-1, keepdims=True)
+    scale = np.sqrt(1.0 / cos**2 - 1.0)[:, None, None]
+    out = direct[:, None] + scale * noise
+    return (out / np.linalg.norm(out, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    start = time.perf_counter()
+    dataset = load_dataset(args.data, "test")
+    evaluator = RetrievalEvaluator(dataset, args.max_queries)
+    if args.max_docs:
+        dataset = dataset.sample(evaluator.query_ids, args.max_docs)
+    qids = evaluator.query_ids
+    texts = [dataset.queries[q] for q in qids]
+    qrels = [dataset.qrels[q] for q in qids]
+    model = SearchR3.from_pretrained(args.model)
+    if args.reasoning_tokens is not None:
+        model.config.reasoning_tokens = args.reasoning_tokens
+    if args.min_reasoning_tokens is not None:
+        model.config.min_reasoning_tokens = args.min_reasoning_tokens
+    doc_ids = [d.id for d in dataset.corpus]
+    docs = VectorCache().embed_documents(model, [document_text(d.title, d.text) for d in dataset.corpus],
+                                         show_progress=True)
+    depth = min(K, len(doc_ids))
+
+    def score(vectors: np.ndarray, rels) -> np.ndarray:
+        return ndcg_rewards(rels, rank(vectors, docs, doc_ids, depth), K)
+
+    direct_vectors = model.embed_queries(texts, show_progress=True)
+    direct = score(direct_vectors, qrels)
+    greedy_results = ReasoningCache().reason(model, texts, show_progress=True)
+    greedy = score(model.stack(greedy_results), qrels)
+    G = args.group
+    # one seed per (query, rollout): a rollout does not depend on its batch-mates
+    seeds = [args.seed * 1_000_003 + i * G + g for i in range(len(qids)) for g in range(G)]
+    sampled_results = model.reason([t for t in texts for _ in range(G)], sample=True, seed=seeds,
+                                   temperature=args.temperature, top_p=args.top_p, show_progress=True)
+    sampled = score(model.stack(sampled_results), [r for r in qrels for _ in range(G)]).reshape(-1, G)
+    noisy = noise_control(direct_vectors, model.stack(sampled_results).reshape(len(qids), G, -1), args.seed)
+    control = score(noisy.reshape(len(qids) * G, -1), [r for r in qrels for _ in range(G)]).reshape(-1, G)
+    forced = np.array([r.forced for r in sampled_results]).reshape(-1, G)
+    words = np.array([len(r.trace.split()) for r in sampled_results]).reshape(-1, G)
+
+    def as_map(a: np.ndarray) -> dict[str, float]:
+        return {q: float(v) for q, v in zip(qids, a)}
+
+    best, mean = sampled.max(axis=1), sampled.mean(axis=1)
+    tests = {}
+    for name, a, b in [("greedy +R vs direct", greedy, direct), ("sampled mean vs direct", mean, direct),
+                       ("best of G vs direct", best, direct), ("best of G vs sampled mean", best, mean),
+                       ("best of G vs noise control", best, control.max(axis=1))]:
+        diff, p = paired_randomization_test(as_map(a), as_map(b))
+        tests[name] = {"delta": diff, "p": p}
+    mixed = [i for i in range(len(qids)) if 0 < forced[i].sum() < G]
+    emitted_vs_forced = None
+    if mixed:
+        e = {qids[i]: float(sampled[i][~forced[i]].mean()) for i in mixed}
+        f = {qids[i]: float(sampled[i][forced[i]].mean()) for i in mixed}
+        diff, p = paired_randomization_test(e, f)
+        emitted_vs_forced = {"queries": len(mixed), "emitted": float(np.mean(list(e.values()))),
+                             "forced": float(np.mean(list(f.values()))), "delta": diff, "p": p}
+    return {
+        "model": args.model, "fingerprint": model.fingerprint, "data": dataset.name,
+        "docs": len(doc_ids), "queries": len(qids), "max_docs": args.max_docs, "group": G,
+        "temperature": args.temperature or model.config.temperature, "top_p": args.top_p or model.config.top_p,
+        "reasoning_tokens": model.config.reasoning_tokens, "min_reasoning_tokens": model.config.min_reasoning_tokens,
+        "ndcg@10": {"direct": float(direct.mean()), "greedy +R": float(greedy.mean()),
+                    "sampled mean": float(mean.mean()), "best of G": float(best.mean()),
+                    "worst of G": float(sampled.min(axis=1).mean()),
+                    "noise control best of G": float(control.max(axis=1).mean())},
+        "share_best_of_G_above_direct": float((best > direct).mean()),
+        "share_sampled_mean_above_direct": float((mean > direct).mean()),
+        "tied_groups": float((sampled.max(axis=1) == sampled.min(axis=1)).mean()),
+        "within_group_std": float(sampled.std(axis=1).mean()),
+        "between_query_std": float(mean.std()),
+        "forced_share": float(forced.mean()), "trace_words_mean": float(words.mean()),
+        "emitted_vs_forced": emitted_vs_forced, "tests": tests,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def report(results: dict) -> str:
+    md = ["# Headroom for GRPO: sampled reasoning rollouts vs the direct vector (test queries, nDCG@10)", "",
+          ("Per query, G rollouts sampled as Stage 2 samples them, each scored by the reward function. "
+           "Best of G is an upper bound on what concentrating the policy on its current samples could "
+           "reach; the noise control is the best of G copies of the direct vector moved at random by "
+           "the rollouts' own spread, so best of G minus it is what selection on noise does not explain. "
+           "Tied: all G rollouts score the same, so GRPO's advantage is zero."), "",
+          ("| label | model | data | G | direct | greedy +R | sampled mean | best of G | noise control | "
+           "best of G > direct | tied groups | within-group std | forced | words |"),
+          "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, r in results.items():
+        n = r["ndcg@10"]
+        data = r["data"] + (f" ({r['docs']} docs sampled)" if r["max_docs"] else "")
+        md.append(f"| {label} | {r['model']} | {data} | {r['group']} | {n['direct']:.3f} | {n['greedy +R']:.3f} | "
+                  f"{n['sampled mean']:.3f} | {n['best of G']:.3f} | {n['noise control best of G']:.3f} | "
+                  f"{r['share_best_of_G_above_direct']:.0%} | "
+                  f"{r['tied_groups']:.0%} | {r['within_group_std']:.3f} | {r['forced_share']:.0%} | "
+                  f"{r['trace_words_mean']:.0f} |")
+    md += ["", "## Paired randomisation tests (10,000 sign flips)", "",
+           "| label | comparison | Δ | p |", "|---|---|---:|---:|"]
+    for label, r in results.items():
+        md += [f"| {label} | {name} | {t['delta']:+.3f} | {t['p']:.4f} |" for name, t in r["tests"].items()]
+        e = r["emitted_vs_forced"]
+        if e:
+            md.append(f"| {label} | emitted − forced rollouts, in the {e['queries']} groups holding both "
+                      f"({e['emitted']:.3f} vs {e['forced']:.3f}) | {e['delta']:+.3f} | {e['p']:.4f} |")
+    return "\n".join(md) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="model name or folder")
+    parser.add_argument("--label", help="key in rl_headroom.json")
+    parser.add_argument("--data", default="scifact")
+    parser.add_argument("--max-docs", type=int, default=600, help="sampled corpus, as `searchr3 eval --max-docs`")
+    parser.add_argument("--max-queries", type=int, default=None)
+    parser.add_argument("--group", type=int, default=4, help="rollouts per query (configs/rl-cpu.yaml: 4)")
+    parser.add_argument("--temperature", type=float, default=None, help="default: the model's saved setting")
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--reasoning-tokens", type=int, default=None, help="override the model's budget")
+    parser.add_argument("--min-reasoning-tokens", type=int, default=None, help="override the model's minimum")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report", action="store_true", help="only rewrite the Markdown from the JSON")
+    args = parser.parse_args()
+    path = ROOT / "rl_headroom.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    if not args.report:
+        if not (args.model and args.label):
+            parser.error("--model and --label are required (or --report)")
+        results[args.label] = measure(args)
+        path.write_text(json.dumps(results, indent=1) + "\n")
+    md = report(results)
+    (ROOT / "rl_headroom.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

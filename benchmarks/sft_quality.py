@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from paired_tables import ndcg, plot, score, score_table, tests_table
+from scipy.stats import spearmanr
 
 from searchr3.data import load_dataset
 
@@ -57,9 +58,10 @@ def main() -> None:
     by_length = [length_split(d, records[d]) for d in sets]
     by_length = [x for x in by_length if x]
     if by_length:
-        md += ["", "## SFT − SFT v1 by query length (quartiles of words; Spearman of words vs Δ)", "",
+        md += ["", "## SFT − SFT v1 by query length (quartiles of words, equal-length queries split by id; "
+               "Spearman of words vs Δ)", "",
                "| data | Q1 | Q2 | Q3 | Q4 | Spearman ρ (p) |", "|---|---|---|---|---|---:|"]
-        md += [f"| {x['data']} | " + " | ".join(f"≤{b['max_words']} w: {b['delta']:+.3f} ({b['queries']})"
+        md += [f"| {x['data']} | " + " | ".join(f"{b['min_words']}–{b['max_words']} w: {b['delta']:+.3f} ({b['queries']})"
                                                 for b in x["quartiles"])
                + f" | {x['spearman']:+.2f} ({x['p']:.2f}) |" for x in by_length]
     (ROOT / "sft_quality.md").write_text("\n".join(md) + "\n")
@@ -80,27 +82,10 @@ def length_split(data: str, records: dict) -> dict | None:
     words = np.array([len(queries[q].split()) for q in qids])
     delta = np.array([a[q] - b[q] for q in qids])
     order = np.argsort(words, kind="stable")
-    quartiles = [{"max_words": int(words[part].max()), "queries": len(part), "delta": float(delta[part].mean())}
-                 for part in np.array_split(order, 4)]
-    rho, p = spearman(words, delta)
+    quartiles = [{"min_words": int(words[part].min()), "max_words": int(words[part].max()), "queries": len(part),
+                  "delta": float(delta[part].mean())} for part in np.array_split(order, 4)]
+    rho, p = spearmanr(words, delta)
     return {"data": data, "quartiles": quartiles, "spearman": float(rho), "p": float(p)}
-
-
-def spearman(x: np.ndarray, y: np.ndarray, n_resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """Spearman's ρ (average ranks for ties) and a two-sided permutation p-value."""
-    def ranks(v: np.ndarray) -> np.ndarray:
-        order = np.argsort(v, kind="stable")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v))
-        for value in np.unique(v):  # ties share their mean rank
-            r[v == value] = r[v == value].mean()
-        return (r - r.mean()) / (r.std() or 1.0)
-
-    rx, ry = ranks(x), ranks(y)
-    rho = float((rx * ry).mean())
-    rng = np.random.default_rng(seed)
-    null = np.array([(rx * rng.permutation(ry)).mean() for _ in range(n_resamples)])
-    return rho, float((np.sum(np.abs(null) >= abs(rho)) + 1) / (n_resamples + 1))
 
 
 def _trace(row: dict, system: str) -> str:

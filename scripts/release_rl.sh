@@ -29,7 +29,13 @@ case "${1:-}" in
       --output "runs/results/$tag-$set$suffix.json"
     .venv/bin/python scripts/compact_results.py "runs/results/$tag-$set$suffix.json" "$RESULTS/$tag-$set$suffix.json" ;;
   card)
-    $SR3 card "$DEST" --name "$NAME" --results "$RESULTS"/sft-*.json "$RESULTS"/rl-*.json ;;
+    # SFT v1 (its start) and the released RL adapter and the GRPO-alone ablation; the traces experiment is not this model
+    files=()
+    for f in "$RESULTS"/sft-*.json "$RESULTS"/rl-*.json; do
+      case "$f" in *-traces-*) ;; *) files+=("$f") ;; esac
+    done
+    $SR3 card "$DEST" --name "$NAME" --results "${files[@]}" \
+      --init-label "its first run, SFT v1 (runs/release); that name has loaded the second run since 2026-11-26" ;;
   *)
     echo "usage: $0 train [NAME [KEY=VALUE...]]|package|eval SET MODEL TAG [MAX_DOCS]|card" >&2; exit 2 ;;
 esac

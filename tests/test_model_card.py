@@ -61,6 +61,23 @@ def test_card_of_a_continued_adapter_shows_every_run(tmp_path):
     assert "![loss curves](loss.png)" in card and "![loss curves](earlier/loss.png)" in card
 
 
+def test_rl_card_can_say_which_release_it_started_from(tmp_path):
+    folder = tmp_path / "rl"
+    folder.mkdir()
+    (folder / "searchr3.json").write_text(json.dumps({"base": "smollm2-135m-instruct"}))
+    (folder / "rl_config.json").write_text(json.dumps({
+        "rl": {"init": "my-sft", "data": "scifact:train", "batch_queries": 2, "group": 4},
+        "env": {"reward_k": 10}}))
+    rows = [{"step": s, "reward_mean": 0.1 * s, "kl": 0.01, "forced_rate": 0.5, "length_mean": 9.0,
+             "encodings": 60, "corpus": 500} for s in (1, 2)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plain = write_model_card(folder, "my-rl").read_text()
+    assert "Stage-2 model: `my-sft` further trained" in plain and "| init | `my-sft` |" in plain
+    card = write_model_card(folder, "my-rl", init_label="its first run").read_text()
+    assert "Stage-2 model: `my-sft` (its first run) further trained" in card
+    assert "| init | `my-sft` (its first run) |" in card and "Steps trained: 2" in card
+
+
 def test_cli_lists_released_models_and_rewrites_cards(tmp_path, capsys):
     assert "searchr3-smollm2-135m-sft" in RELEASED_MODELS and "searchr3-smollm2-135m-sft" in registered_names()
     assert main(["models"]) == 0

@@ -187,7 +187,7 @@ def cmd_card(args: argparse.Namespace) -> int:
     folder = Path(args.model)
     if not (folder / "searchr3.json").is_file():
         raise FileNotFoundError(f"{folder} is not a searchr3 model folder (no searchr3.json)")
-    print(write_model_card(folder, args.name, args.results))
+    print(write_model_card(folder, args.name, args.results, args.init_label))
     return 0
 
 
@@ -288,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="the name the card uses (default: the folder name)")
     p.add_argument("--results", nargs="*", default=[], help="results JSON files from `searchr3 eval`, "
                    "reference model first (significance marks compare with it)")
+    p.add_argument("--init-label", help="Stage-2 cards: which model the run started from, where its recorded "
+                   "init name now loads a later release")
     p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("train", help="train a model")

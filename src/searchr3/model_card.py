@@ -165,17 +165,23 @@ def rl_record(folder: Path) -> dict:
             "dev": [(r["step"], r["dev_ndcg@10"]) for r in rows if "dev_ndcg@10" in r]}
 
 
-def render_rl(name: str, base: str, record: dict, results_table: str | None = None) -> str:
-    """The Markdown card of a Stage-2 (GRPO) model."""
+def render_rl(name: str, base: str, record: dict, results_table: str | None = None,
+              init_label: str | None = None) -> str:
+    """The Markdown card of a Stage-2 (GRPO) model.
+
+    `init_label` names the starting model when its recorded `init` no longer does (a registered
+    name that now loads a later release).
+    """
     rl, env = record["config"]["rl"], record["config"]["env"]
     dataset = rl["data"].split(":")[0]
+    start = f"`{rl['init']}` ({init_label})" if init_label else f"`{rl['init']}`"
 
     def num(x, fmt=".3f"):
         return "–" if x is None else format(x, fmt)
 
     lines = ["---", "library_name: searchr3", "tags: [searchr3, search-r3, embeddings, retrieval, lora, grpo]",
              f"base_model: {base}", f"datasets: [{dataset}]", "---", "", f"# {name}", "",
-             f"A Search-R3 Stage-2 model: `{rl['init']}` further trained with GRPO, rewarded by nDCG@"
+             f"A Search-R3 Stage-2 model: {start} further trained with GRPO, rewarded by nDCG@"
              f"{env['reward_k']} of the corpus ranking its reasoning-then-embedding vector produces "
              "(`searchr3 train rl`).", "",
              "## Use", "", "```python", "from searchr3 import SearchR3", "",
@@ -184,7 +190,8 @@ def render_rl(name: str, base: str, record: dict, results_table: str | None = No
     if results_table:
         lines += ["## Results", "", results_table, ""]
     lines += ["## Training", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {k} | {_cell(v)} |" for k, v in rl.items() if k not in ("dev", "dev_queries", "dev_depth")]
+    lines += [f"| {k} | {_cell(v)}{f' ({init_label})' if k == 'init' and init_label else ''} |"
+              for k, v in rl.items() if k not in ("dev", "dev_queries", "dev_depth")]
     lines += [f"| env.{k} | {_cell(v)} |" for k, v in env.items()]
     lines += ["", f"- Steps trained: {record['steps']}"]
     queries = record["summary"].get("queries")
@@ -217,8 +224,12 @@ def render_rl(name: str, base: str, record: dict, results_table: str | None = No
 
 
 def write_model_card(folder: str | os.PathLike, name: str | None = None,
-                     results: Sequence[str | os.PathLike] = ()) -> Path:
-    """(Re)write `folder/README.md` from the run's files and optional `searchr3 eval` result files."""
+                     results: Sequence[str | os.PathLike] = (), init_label: str | None = None) -> Path:
+    """(Re)write `folder/README.md` from the run's files and optional `searchr3 eval` result files.
+
+    `init_label` (Stage-2 cards) says which model the run started from, where its config's `init`
+    is a name that has since been re-released.
+    """
     folder = Path(folder)
     meta = json.loads((folder / "searchr3.json").read_text()) if (folder / "searchr3.json").is_file() else {}
     table = None
@@ -234,7 +245,7 @@ def write_model_card(folder: str | os.PathLike, name: str | None = None,
         if traces:
             table += "\n\nReasoning traces (mean words; share where the token had to be forced): " + "; ".join(traces) + "."
     if (folder / "rl_config.json").is_file():
-        card = render_rl(name or folder.name, meta.get("base", "unknown"), rl_record(folder), table)
+        card = render_rl(name or folder.name, meta.get("base", "unknown"), rl_record(folder), table, init_label)
     else:
         card = render(name or folder.name, meta.get("base", "unknown"), training_record(folder), table)
     (folder / CARD).write_text(card, encoding="utf-8")

@@ -35,7 +35,7 @@ case "${1:-}" in
       case "$f" in *-traces-*) ;; *) files+=("$f") ;; esac
     done
     $SR3 card "$DEST" --name "$NAME" --results "${files[@]}" \
-      --init-label "its first run, SFT v1 (runs/release); that name has loaded the second run since 2026-11-26" ;;
+      --init-label "its first run, SFT v1, kept in runs/release; the name has loaded the second run since 2026-11-26" ;;
   *)
     echo "usage: $0 train [NAME [KEY=VALUE...]]|package|eval SET MODEL TAG [MAX_DOCS]|card" >&2; exit 2 ;;
 esac

@@ -68,7 +68,7 @@ def noise_control(direct: np.ndarray, rollouts: np.ndarray, seed: int) -> np.nda
     Two copies at cosine c to the direct vector, with independent high-dimensional noise, have
     pairwise cosine ≈ c², so c = sqrt(mean pairwise cosine of the query's rollouts).
     """
-    n, g, _ = rollouts.shape
+    g = rollouts.shape[1]
     gram = np.einsum("ngh,nkh->ngk", rollouts, rollouts)
     pairwise = (gram.sum(axis=(1, 2)) - np.trace(gram, axis1=1, axis2=2)) / (g * (g - 1))
     cos = np.sqrt(np.clip(pairwise, 1e-6, 1.0))  # (N,)
@@ -111,11 +111,13 @@ def measure(args: argparse.Namespace) -> dict:
     seeds = [args.seed * 1_000_003 + i * G + g for i in range(len(qids)) for g in range(G)]
     sampled_results = model.reason([t for t in texts for _ in range(G)], sample=True, seed=seeds,
                                    temperature=args.temperature, top_p=args.top_p, show_progress=True)
-    sampled = score(model.stack(sampled_results), [r for r in qrels for _ in range(G)]).reshape(-1, G)
+    group_qrels = [r for r in qrels for _ in range(G)]
+    rollout_vectors = model.stack(sampled_results)
+    sampled = score(rollout_vectors, group_qrels).reshape(-1, G)
     forced = np.array([r.forced for r in sampled_results]).reshape(-1, G)
     words = np.array([len(r.trace.split()) for r in sampled_results]).reshape(-1, G)
-    noisy = noise_control(direct_vectors, model.stack(sampled_results).reshape(len(qids), G, -1), args.seed)
-    control = score(noisy.reshape(len(qids) * G, -1), [r for r in qrels for _ in range(G)]).reshape(-1, G)
+    noisy = noise_control(direct_vectors, rollout_vectors.reshape(len(qids), G, -1), args.seed)
+    control = score(noisy.reshape(len(qids) * G, -1), group_qrels).reshape(-1, G)
 
     def as_map(a: np.ndarray) -> dict[str, float]:
         return {q: float(v) for q, v in zip(qids, a)}
@@ -137,6 +139,7 @@ def measure(args: argparse.Namespace) -> dict:
         diff, p = paired_randomization_test(e, f)
         emitted_vs_forced = {"queries": len(mixed), "emitted": float(np.mean(list(e.values()))),
                              "forced": float(np.mean(list(f.values()))), "delta": diff, "p": p}
+
     def tied(a: np.ndarray) -> float:
         return float((a.max(axis=1) == a.min(axis=1)).mean())
 

@@ -96,6 +96,23 @@ def test_starting_from_an_adapter_continues_it(tiny_folder, tmp_path):
     np.testing.assert_allclose(loaded.embed_documents(texts), expected, atol=1e-5)
 
 
+def test_continuing_an_adapter_takes_traces_from_the_base(tiny_folder, tmp_path, monkeypatch):
+    import searchr3.cache
+
+    monkeypatch.setattr(searchr3.cache, "cache_dir", lambda: tmp_path)
+    first = SFTTrainer(_config(tiny_folder, steps=2), tmp_path / "first", _examples()).train()
+    kw = dict(reasoning_fraction=0.5, reasoning_tokens=3)
+    fresh = SFTTrainer(_config(tiny_folder, **kw), tmp_path / "fresh", _examples())
+    assert fresh.trace_model() is fresh.model  # from the base, the zero LoRA writes the base's traces
+    continued = SFTTrainer(_config(tiny_folder, init=str(first), **kw), tmp_path / "cont", _examples())
+    source = continued.trace_model()
+    assert source is not continued.model
+    base = SearchR3.from_pretrained(tiny_folder, dtype="fp32", device="cpu")
+    base.set_max_length(16)
+    assert source.fingerprint == base.fingerprint  # the plain base, so the trace cache is keyed by it
+    assert continued.traces == fresh.traces
+
+
 def test_full_finetune_moves_only_the_token_row_of_embeddings(tiny_folder, tmp_path):
     trainer = SFTTrainer(_config(tiny_folder, lora_r=0, steps=2, lr=1e-2), tmp_path / "full", _examples())
     before = trainer.model.model.get_input_embeddings().weight.detach().clone()

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import losses
+from .. import assets, losses
 from ..config import load_section
 from ..model_card import SUMMARY_FILE, write_model_card
 from ..modeling import EmbedConfig, SearchR3, cpu_supports_bf16, embed_token_states
@@ -176,7 +176,7 @@ class SFTTrainer:
         self.dev = PooledDev(config.dev, config.dev_queries, config.dev_depth, config.seed, reasoning=False)
 
     def _self_traces(self) -> dict[str, list[int]]:
-        """Greedy traces of the initial model for a seeded share of the queries (cached on disk).
+        """Greedy traces of the base model for a seeded share of the queries (cached on disk).
 
         Those queries are trained in reasoning form: prompt + the model's own analysis + the
         token, so L_SFT teaches it to end its reasoning with the token and L_KL keeps the
@@ -186,9 +186,22 @@ class SFTTrainer:
 
         queries = sorted({(e.query_id, e.query) for e in self.examples})
         chosen = random.Random(self.config.seed).sample(queries, round(self.config.reasoning_fraction * len(queries)))
-        results = ReasoningCache().reason(self.model, [q for _, q in chosen],
+        results = ReasoningCache().reason(self.trace_model(), [q for _, q in chosen],
                                           max_new_tokens=self.config.reasoning_tokens, show_progress=True)
         return {qid: r.token_ids for (qid, _), r in zip(chosen, results)}
+
+    def trace_model(self) -> SearchR3:
+        """The model that writes the traces: always the base, which is also L_KL's reference.
+
+        A run that continues a trained adapter must not write them itself: an adapter trained
+        without traces emits the token at once, so its traces would be empty. The base is loaded
+        on its own (not the adapter switched off) so the trace cache is keyed by its weights.
+        """
+        base = Path(assets.resolve_model(self.model.base)).resolve()
+        if base == Path(assets.resolve_model(self.config.init)).resolve():  # a fresh start: a zero LoRA over the base
+            return self.model
+        return SearchR3.from_pretrained(self.model.base, dtype="fp32", device=str(self.model.device),
+                                        config=EmbedConfig(max_length=self.config.max_length))
 
     def query_prompt(self, example: Example) -> Prompt:
         """The training prompt of a query: direct, or reasoning with its self-generated trace."""

@@ -74,7 +74,7 @@ def test_steps_log_rewards_and_the_run_saves_a_loadable_adapter(tiny_folder, tmp
     np.testing.assert_allclose(loaded.embed_documents(texts), trainer.model.embed_documents(texts), atol=1e-5)
 
 
-def test_resume_continues_exactly(tiny_folder, tmp_path):
+def test_resume_continues_exactly(tiny_folder, tmp_path, monkeypatch):
     keys = ("loss", "reward_mean", "kl", "encodings")
     straight = GRPOTrainer(config(tiny_folder), ENV, tmp_path / "a", toy_dataset())
     reference = [[s[k] for k in keys] for s in (straight.train_step() for _ in range(4))]
@@ -83,8 +83,12 @@ def test_resume_continues_exactly(tiny_folder, tmp_path):
     first.train_step()
     first.save_checkpoint()
     del first
+    encoded, encode = [], GRPOTrainer.encode_documents
+    monkeypatch.setattr(GRPOTrainer, "encode_documents",
+                        lambda self, rows: encoded.append(len(rows)) or encode(self, rows))
     resumed = GRPOTrainer(config(tiny_folder), ENV, tmp_path / "b", toy_dataset())
     assert resumed.resume() and resumed.step == 2
+    assert encoded == []  # the checkpoint's vectors, not a fresh encode of the corpus
     after = [[s[k] for k in keys] for s in (resumed.train_step() for _ in range(2))]
     np.testing.assert_allclose(after, reference[2:], rtol=1e-4, atol=1e-6)
 

@@ -100,18 +100,37 @@ class RetrievalEnv:
         config: refresh policy and reward settings.
     """
 
-    def __init__(self, doc_ids: Sequence[str], encode: Encoder, config: EnvConfig | None = None):
+    def __init__(self, doc_ids: Sequence[str], encode: Encoder, config: EnvConfig | None = None,
+                 state: dict[str, np.ndarray] | None = None):
         self.config = config or EnvConfig()
         self.doc_ids = [str(d) for d in doc_ids]
         self.row = {d: i for i, d in enumerate(self.doc_ids)}
         if len(self.row) != len(self.doc_ids):
             raise ValueError("doc_ids contain a duplicate")
         self.encode = encode
+        if state is not None:  # a checkpoint's cache: resuming must not re-encode the whole corpus
+            self.set_state(state)
+            return
         self.step_count = 0
         self.total_encodings = 0
         self.vectors = self._encode(range(len(self.doc_ids)))
         self.encoded_at = np.zeros(len(self.doc_ids), dtype=np.int64)
         self.graph = knn_graph(self.vectors, self.config.neighbours, self.config.graph)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything a checkpoint needs to continue exactly: vectors, encode steps, graph, counters."""
+        return {"vectors": self.vectors, "encoded_at": self.encoded_at, "graph": self.graph,
+                "counters": np.array([self.step_count, self.total_encodings])}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what `state()` returned (e.g. read back from an .npz file)."""
+        if len(state["vectors"]) != len(self.doc_ids) or len(state["encoded_at"]) != len(self.doc_ids):
+            raise ValueError(f"saved environment holds {len(state['vectors'])} documents, "
+                             f"the corpus {len(self.doc_ids)}")
+        self.vectors = np.asarray(state["vectors"], dtype=np.float32)
+        self.encoded_at = np.asarray(state["encoded_at"], dtype=np.int64)
+        self.graph = np.asarray(state["graph"])
+        self.step_count, self.total_encodings = (int(x) for x in state["counters"])
 
     def __len__(self) -> int:
         return len(self.doc_ids)

@@ -130,11 +130,18 @@ class GRPOTrainer:
         if len(self.query_ids) < config.batch_queries:
             raise ValueError(f"{len(self.query_ids)} queries, fewer than one batch of {config.batch_queries}")
         self.doc_texts = [document_text(d.title, d.text) for d in self.data.corpus]
-        self.env = RetrievalEnv([d.id for d in self.data.corpus], self.encode_documents, env_config)
+        self._env: RetrievalEnv | None = None  # built on first use: a resumed run loads it instead
         params = [p for p in self.model.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
         self.step = 0
         self.dev = PooledDev(config.dev, config.dev_queries, config.dev_depth, config.seed, reasoning=True)
+
+    @property
+    def env(self) -> RetrievalEnv:
+        """The retrieval environment; the first use encodes the corpus with the current policy."""
+        if self._env is None:
+            self._env = RetrievalEnv([d.id for d in self.data.corpus], self.encode_documents, self.env_config)
+        return self._env
 
     def _load_data(self) -> Dataset:
         c = self.config
@@ -316,11 +323,8 @@ class GRPOTrainer:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
         """Adapter + optimiser + RNG + step + environment state, atomically; keep the latest two."""
-        e = self.env
-
         def save_env(folder: Path) -> None:
-            np.savez(folder / "env.npz", vectors=e.vectors, encoded_at=e.encoded_at, graph=e.graph,
-                     counters=np.array([e.step_count, e.total_encodings]))
+            np.savez(folder / "env.npz", **self.env.state())
 
         return checkpoint.save(self.output, self.step, self.model, self.optimizer,
                                {"rl": asdict(self.config), "env": asdict(self.env_config)}, save_env)
@@ -330,9 +334,9 @@ class GRPOTrainer:
         if found is None:
             return False
         self.step, folder = found
-        env = np.load(folder / "env.npz")
-        self.env.vectors, self.env.encoded_at, self.env.graph = env["vectors"], env["encoded_at"], env["graph"]
-        self.env.step_count, self.env.total_encodings = (int(x) for x in env["counters"])
+        with np.load(folder / "env.npz") as saved:
+            state = {k: saved[k] for k in saved.files}
+        self._env = RetrievalEnv([d.id for d in self.data.corpus], self.encode_documents, self.env_config, state)
         return True
 
     # ------------------------------------------------------------------ the loop

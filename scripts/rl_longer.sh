@@ -5,6 +5,7 @@
 #   bash scripts/rl_longer.sh eval     # steps 48 and 96 on SciFact test, 600 sampled docs, direct and +R (~12 min each)
 #   (cd benchmarks && python rl_headroom.py --model ../runs/rl-long --label rl-96-steps)   # ~14 min
 #   python benchmarks/rl_quality.py    # adds the `rl-long48` and `rl-long96` columns and tests
+#   bash scripts/rl_longer.sh epochs   # training reward by epoch (30 steps = each of the 60 queries once)
 # The resume is exact (same data order and RNG states), so steps 19-24 repeat the released run and
 # the rest continue it with the same settings. Fidelity checks every 24 steps instead of 12 (each
 # is a full re-encode, ~4 min); that changes nothing in the first 24 steps.
@@ -28,6 +29,27 @@ case "${1:-}" in
     [ -d "$RUN-48" ] || cp -r "$RUN/checkpoints/step-000048/model" "$RUN-48"
     bash scripts/release_rl.sh eval scifact "$RUN" rl-long96 600
     bash scripts/release_rl.sh eval scifact "$RUN-48" rl-long48 600 ;;
+  epochs)
+    .venv/bin/python - benchmarks/results/rl_long/metrics.jsonl <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+per_epoch = 30  # max_queries 60 / batch_queries 2
+
+
+def tied(part):  # logged from step 19 on (the released run's first 18 steps predate it)
+    logged = [r["ndcg_tied_groups"] for r in part if "ndcg_tied_groups" in r]
+    return f"{sum(logged) / len(logged):.0%} (steps {len(logged)})" if logged else "-"
+
+
+print("| steps | reward | nDCG@10 (rollouts) | KL | forced | trace tokens | groups tied on nDCG |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for start in range(0, len(rows), per_epoch):
+    part = rows[start:start + per_epoch]
+    mean = lambda key: sum(r[key] for r in part) / len(part)
+    print(f"| {part[0]['step']}-{part[-1]['step']} | {mean('reward_mean'):.3f} | {mean('ndcg_mean'):.3f} | "
+          f"{mean('kl'):.3f} | {mean('forced_rate'):.0%} | {mean('length_mean'):.1f} | {tied(part)} |")
+PY
+    ;;
   *)
-    echo "usage: $0 train|eval" >&2; exit 2 ;;
+    echo "usage: $0 train|eval|epochs" >&2; exit 2 ;;
 esac

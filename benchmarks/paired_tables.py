@@ -66,10 +66,11 @@ def plot(rows: list[dict], names: list[str], path: Path, ylabel: str = "nDCG@10 
     import matplotlib.pyplot as plt
 
     width = 0.8 / len(names)
+    colours = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")  # the default cycle repeats after 10
     fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(rows)), 4))
     for n, name in enumerate(names):
         xs = [i + n * width for i, r in enumerate(rows) if r[name] is not None]
-        ax.bar(xs, [r[name] for r in rows if r[name] is not None], width, label=name)
+        ax.bar(xs, [r[name] for r in rows if r[name] is not None], width, label=name, color=colours(n))
     ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(rows))], [r["data"] for r in rows])
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.2)  # room for the legend above the bars

@@ -140,8 +140,11 @@ class GRPOTrainer:
     def env(self) -> RetrievalEnv:
         """The retrieval environment; the first use encodes the corpus with the current policy."""
         if self._env is None:
-            self._env = RetrievalEnv([d.id for d in self.data.corpus], self.encode_documents, self.env_config)
+            self._env = self._make_env()
         return self._env
+
+    def _make_env(self, state: dict[str, np.ndarray] | None = None) -> RetrievalEnv:
+        return RetrievalEnv([d.id for d in self.data.corpus], self.encode_documents, self.env_config, state)
 
     def _load_data(self) -> Dataset:
         c = self.config
@@ -336,7 +339,7 @@ class GRPOTrainer:
         self.step, folder = found
         with np.load(folder / "env.npz") as saved:
             state = {k: saved[k] for k in saved.files}
-        self._env = RetrievalEnv([d.id for d in self.data.corpus], self.encode_documents, self.env_config, state)
+        self._env = self._make_env(state)
         return True
 
     # ------------------------------------------------------------------ the loop

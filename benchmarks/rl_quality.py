@@ -2,10 +2,11 @@
 SFT adapter it started from (`sft`: the first release of `searchr3-smollm2-135m-sft`, "SFT v1"), each with and without reasoning, plus BM25 and MiniLM, and the
 GRPO-alone ablation where it was run, the Stage-1 variant trained on the model's own
 reasoning traces (`sft-traces`, with KL to the base on them) with the RL run started from it
-(`rl-traces`), and the released run continued from 24 to 48 and 96 steps (`rl-long48`, `rl-long96`).
+(`rl-traces`), and the released run continued from 24 to 48 and 96 steps (`rl-long48`, `rl-long96`)
+and from 18 to 48 steps without the KL term (`rl-beta0-48`).
 
 Reads compact `searchr3 eval` result files from benchmarks/results/rl/ (`SYSTEM-SET.json`,
-SYSTEM in sft, rl, rl-noaux, sft-traces, rl-traces, rl-long48, rl-long96, bm25, minilm; see scripts/release_rl.sh) and writes
+SYSTEM in sft, rl, rl-noaux, sft-traces, rl-traces, rl-long48, rl-long96, rl-beta0-48, bm25, minilm; see scripts/release_rl.sh) and writes
 benchmarks/results/rl_quality.{md,json,png} with paired randomisation tests (10,000 sign flips).
 SET may name a sampled corpus (`scifact-d600`: the test queries' judged abstracts plus random
 others, 600 in all): scores on it are higher than on the full corpus and compare only with
@@ -30,9 +31,11 @@ SYSTEMS = [("bm25", "off", "BM25"), ("minilm", "off", "MiniLM-L6"), ("sft", "off
            ("rl-noaux", "on", "RL (GRPO alone) +R"), ("sft-traces", "off", "SFT on traces"),
            ("sft-traces", "on", "SFT on traces +R"), ("rl-traces", "off", "RL from it"), ("rl-traces", "on", "RL from it +R"),
            ("rl-long48", "off", "RL 48 steps"), ("rl-long48", "on", "RL 48 steps +R"),
-           ("rl-long96", "off", "RL 96 steps"), ("rl-long96", "on", "RL 96 steps +R")]
-# file prefixes that are not the released adapters (rl-longN: the released run continued to step N)
-VARIANTS = ("rl-noaux", "sft-traces", "rl-traces", "rl-long48", "rl-long96")
+           ("rl-long96", "off", "RL 96 steps"), ("rl-long96", "on", "RL 96 steps +R"),
+           ("rl-beta0-48", "off", "RL 48 steps, β 0"), ("rl-beta0-48", "on", "RL 48 steps, β 0 +R")]
+# file prefixes that are not the released adapters (rl-longN: the released run continued to step N;
+# rl-beta0-48: the same from step 18 to 48 without the KL term)
+VARIANTS = ("rl-noaux", "sft-traces", "rl-traces", "rl-long48", "rl-long96", "rl-beta0-48")
 COMPARISONS = [(("rl", "on"), ("rl", "off")), (("rl", "on"), ("sft", "off")), (("rl", "on"), ("sft", "on")),
                (("rl", "off"), ("sft", "off")), (("sft", "on"), ("sft", "off")),
                (("rl", "on"), ("rl-noaux", "on")), (("rl-noaux", "on"), ("rl-noaux", "off")),
@@ -43,7 +46,9 @@ COMPARISONS = [(("rl", "on"), ("rl", "off")), (("rl", "on"), ("sft", "off")), ((
                (("rl-traces", "on"), ("sft", "off")), (("rl-traces", "on"), ("rl", "on")),
                *[pair for n in ("rl-long48", "rl-long96") for pair in (
                    ((n, "on"), (n, "off")), ((n, "on"), ("sft", "off")), ((n, "on"), ("sft", "on")),
-                   ((n, "on"), ("rl", "on")), ((n, "off"), ("sft", "off")))]]
+                   ((n, "on"), ("rl", "on")), ((n, "off"), ("sft", "off")))],
+               (("rl-beta0-48", "on"), ("rl-beta0-48", "off")), (("rl-beta0-48", "on"), ("rl-long48", "on")),
+               (("rl-beta0-48", "off"), ("rl-long48", "off")), (("rl-beta0-48", "on"), ("sft", "off"))]
 
 
 def main() -> None:

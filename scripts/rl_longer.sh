@@ -6,6 +6,8 @@
 #   (cd benchmarks && python rl_headroom.py --model ../runs/rl-long --label rl-96-steps)   # ~14 min
 #   python benchmarks/rl_quality.py    # adds the `rl-long48` and `rl-long96` columns and tests
 #   bash scripts/rl_longer.sh epochs   # training reward by epoch (30 steps = each of the 60 queries once)
+#   bash scripts/rl_longer.sh beta0    # the KL arm: from the same step-18 checkpoint to step 48 with beta 0,
+#                                      # then evaluated like step 48 above (~25 + 10 min)
 # The resume is exact (same data order and RNG states), so steps 19-24 repeat the released run and
 # the rest continue it with the same settings. Fidelity checks every 24 steps instead of 12 (each
 # is a full re-encode, ~4 min); that changes nothing in the first 24 steps.
@@ -29,6 +31,16 @@ case "${1:-}" in
     [ -d "$RUN-48" ] || cp -r "$RUN/checkpoints/step-000048/model" "$RUN-48"
     bash scripts/release_rl.sh eval scifact "$RUN" rl-long96 600
     bash scripts/release_rl.sh eval scifact "$RUN-48" rl-long48 600 ;;
+  beta0)
+    if [ ! -d runs/rl-beta0 ]; then
+      cp -r runs/rl-release runs/rl-beta0
+      rm -f runs/rl-beta0/adapter_model.safetensors
+    fi
+    $SR3 train rl --config configs/rl-cpu.yaml --output runs/rl-beta0 --resume \
+      --set steps=48 --set save_every=0 --set beta=0 --set-env fidelity_every=0
+    mkdir -p benchmarks/results/rl_beta0
+    cp runs/rl-beta0/{rl_config.json,metrics.jsonl,reward.png,train_summary.json} benchmarks/results/rl_beta0/
+    bash scripts/release_rl.sh eval scifact runs/rl-beta0 rl-beta0-48 600 ;;
   epochs)
     .venv/bin/python - benchmarks/results/rl_long/metrics.jsonl <<'PY'
 import json, sys
@@ -51,5 +63,5 @@ for start in range(0, len(rows), per_epoch):
 PY
     ;;
   *)
-    echo "usage: $0 train|eval|epochs" >&2; exit 2 ;;
+    echo "usage: $0 train|eval|epochs|beta0" >&2; exit 2 ;;
 esac

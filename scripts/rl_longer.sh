@@ -7,7 +7,7 @@
 #   python benchmarks/rl_quality.py    # adds the `rl-long48` and `rl-long96` columns and tests
 #   bash scripts/rl_longer.sh epochs   # training reward by epoch (30 steps = each of the 60 queries once)
 #   bash scripts/rl_longer.sh beta0    # the KL arm: from the same step-18 checkpoint to step 48 with beta 0,
-#                                      # then evaluated like step 48 above (~25 + 10 min)
+#                                      # then evaluated like step 48 above (~20 + 7 min)
 # The resume is exact (same data order and RNG states), so steps 19-24 repeat the released run and
 # the rest continue it with the same settings. Fidelity checks every 24 steps instead of 12 (each
 # is a full re-encode, ~4 min); that changes nothing in the first 24 steps.
@@ -16,36 +16,40 @@ cd "$(dirname "$0")/.."
 SR3=${SR3:-.venv/bin/searchr3}
 RUN=runs/rl-long
 
+# continue_release RUN RESULTS KEY=VALUE...: resume a copy of the released run (from its latest
+# checkpoint, step 18) with these overrides, and keep its logs in benchmarks/results/RESULTS
+continue_release() {
+  local run=$1 results=benchmarks/results/$2; shift 2
+  if [ ! -d "$run" ]; then
+    cp -r runs/rl-release "$run"
+    rm -f "$run/adapter_model.safetensors"   # the step-24 adapter; training rewrites it
+  fi
+  local sets=()
+  for kv in "$@"; do case "$kv" in env.*) sets+=(--set-env "${kv#env.}") ;; *) sets+=(--set "$kv") ;; esac; done
+  $SR3 train rl --config configs/rl-cpu.yaml --output "$run" --resume "${sets[@]}"
+  mkdir -p "$results"
+  cp "$run"/{rl_config.json,metrics.jsonl,reward.png,train_summary.json} "$results"/
+}
+
 case "${1:-}" in
   train)
-    if [ ! -d "$RUN" ]; then
-      cp -r runs/rl-release "$RUN"
-      rm -f "$RUN/adapter_model.safetensors"   # the step-24 adapter; training rewrites it
-    fi
-    $SR3 train rl --config configs/rl-cpu.yaml --output "$RUN" --resume \
-      --set steps=96 --set save_every=24 --set-env fidelity_every=24
-    mkdir -p benchmarks/results/rl_long
-    cp "$RUN"/{rl_config.json,metrics.jsonl,reward.png,train_summary.json} benchmarks/results/rl_long/ ;;
+    continue_release "$RUN" rl_long steps=96 save_every=24 env.fidelity_every=24 ;;
   eval)
     # the checkpoints keep the latest two (48 and 72) once the run is done
     [ -d "$RUN-48" ] || cp -r "$RUN/checkpoints/step-000048/model" "$RUN-48"
     bash scripts/release_rl.sh eval scifact "$RUN" rl-long96 600
     bash scripts/release_rl.sh eval scifact "$RUN-48" rl-long48 600 ;;
   beta0)
-    if [ ! -d runs/rl-beta0 ]; then
-      cp -r runs/rl-release runs/rl-beta0
-      rm -f runs/rl-beta0/adapter_model.safetensors
-    fi
-    $SR3 train rl --config configs/rl-cpu.yaml --output runs/rl-beta0 --resume \
-      --set steps=48 --set save_every=0 --set beta=0 --set-env fidelity_every=0
-    mkdir -p benchmarks/results/rl_beta0
-    cp runs/rl-beta0/{rl_config.json,metrics.jsonl,reward.png,train_summary.json} benchmarks/results/rl_beta0/
+    continue_release runs/rl-beta0 rl_beta0 steps=48 save_every=0 beta=0 env.fidelity_every=0
     bash scripts/release_rl.sh eval scifact runs/rl-beta0 rl-beta0-48 600 ;;
   epochs)
-    .venv/bin/python - benchmarks/results/rl_long/metrics.jsonl <<'PY'
+    .venv/bin/python - benchmarks/results/rl_long <<'PY'
 import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1])]
-per_epoch = 30  # max_queries 60 / batch_queries 2
+from pathlib import Path
+results = Path(sys.argv[1])
+rows = [json.loads(line) for line in (results / "metrics.jsonl").open()]
+queries = json.loads((results / "train_summary.json").read_text())["queries"]
+per_epoch = queries // json.loads((results / "rl_config.json").read_text())["rl"]["batch_queries"]
 
 
 def tied(part):  # logged from step 19 on (the released run's first 18 steps predate it)

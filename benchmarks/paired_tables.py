@@ -59,6 +59,47 @@ def tests_table(tests: list[dict]) -> list[str]:
                  for t in tests]
 
 
+def trace_summary(record: dict | None) -> str | None:
+    """Mean words of the reasoning traces, the share where the token was forced, and the share that
+    loops (one word over 30% of a trace of 4+ words), where the record has them."""
+    on = (record or {}).get("modes", {}).get("on", {})
+    if "trace_words_mean" not in on:
+        return None
+    text = f"{on['trace_words_mean']:.0f} words, {on['forced_share']:.0%} forced"
+    if "trace_top_word_share" in on:
+        loops = [s > 0.3 and on["trace_words"][q] >= 4 for q, s in on["trace_top_word_share"].items()]
+        text += f", {sum(loops) / len(loops):.0%} looping"
+    return text
+
+
+def forced_split(data: str, records: dict, systems: tuple[str, ...]) -> list[dict]:
+    """Per-query effect of reasoning, split by whether the model emitted the token itself or the
+    budget ran out and it was appended (the compact files keep each query's `trace_forced`)."""
+    out = []
+    for system in systems:
+        rec = records.get(system)
+        on, off = ((rec or {}).get("modes", {}).get(m, {}) for m in ("on", "off"))
+        if "trace_forced" not in on or "per_query" not in off:
+            continue
+        for forced, token in ((True, "forced at the budget"), (False, "emitted by the model")):
+            qids = [q for q, f in on["trace_forced"].items() if f == forced and q in off["per_query"]]
+            if not qids:
+                continue
+            a = {q: on["per_query"][q]["ndcg@10"] for q in qids}
+            b = {q: off["per_query"][q]["ndcg@10"] for q in qids}
+            delta, p = paired_randomization_test(a, b)
+            out.append({"data": data, "system": system, "token": token, "queries": len(qids),
+                        "direct": sum(b.values()) / len(b), "reasoning": sum(a.values()) / len(a),
+                        "delta": delta, "p": p})
+    return out
+
+
+def forced_split_table(splits: list[dict]) -> list[str]:
+    md = ["| data | model | token | queries | direct | +R | Δ | p |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    return md + [f"| {x['data']} | {x['system']} | {x['token']} | {x['queries']} | {x['direct']:.3f} "
+                 f"| {x['reasoning']:.3f} | {x['delta']:+.3f} | {x['p']:.4f} |" for x in splits]
+
+
 def plot(rows: list[dict], names: list[str], path: Path, ylabel: str = "nDCG@10 (test)") -> None:
     import matplotlib
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from paired_tables import plot, score, score_table, tests_table
-
-from searchr3.metrics import paired_randomization_test
+from paired_tables import forced_split, forced_split_table, plot, score, score_table, tests_table, trace_summary
 
 ROOT = Path(__file__).resolve().parent / "results"
 SOURCE = ROOT / "rl"
@@ -58,12 +56,9 @@ def main() -> None:
     names = [n for s, m, n in SYSTEMS if any(r[n] is not None for r in rows)]
     for row in rows:
         for system in ("sft", "rl", *VARIANTS):
-            on = (records[row["data"]][system] or {}).get("modes", {}).get("on", {})
-            if "trace_words_mean" in on:
-                row[f"{system}_trace"] = f"{on['trace_words_mean']:.0f} words, {on['forced_share']:.0%} forced"
-            if "trace_top_word_share" in on:  # looping filler: one word is over 30% of a 4+ word trace
-                loops = [s > 0.3 and on["trace_words"][q] >= 4 for q, s in on["trace_top_word_share"].items()]
-                row[f"{system}_trace"] += f", {sum(loops) / len(loops):.0%} looping"
+            summary = trace_summary(records[row["data"]][system])
+            if summary:
+                row[f"{system}_trace"] = summary
         rl = records[row["data"]]["rl"]
         row["docs"], row["queries"] = rl["data"]["docs"], rl["data"]["queries_evaluated"]
     md = ["# Stage 2: RL adapter vs the SFT adapter it started from (test splits, nDCG@10)", "",
@@ -76,39 +71,15 @@ def main() -> None:
           + "; ".join(f"{r['data']} {s}: {r[s + '_trace']}" for r in rows for s in ("sft", "rl", *VARIANTS)
                       if s + "_trace" in r), "",
           "## Paired randomisation tests (per-query nDCG@10, 10,000 sign flips)", "", *tests_table(tests)]
-    splits = [split for row in rows for split in forced_split(row["data"], records[row["data"]])]
+    splits = [split for row in rows for split in forced_split(row["data"], records[row["data"]], ("rl", *VARIANTS))]
     if splits:
         md += ["", "## Where reasoning costs: +R − direct per query, by whether the token came on its own", "",
-               "| data | model | token | queries | direct | +R | Δ | p |", "|---|---|---|---:|---:|---:|---:|---:|"]
-        md += [f"| {x['data']} | {x['system']} | {x['token']} | {x['queries']} | {x['direct']:.3f} | {x['reasoning']:.3f} "
-               f"| {x['delta']:+.3f} | {x['p']:.4f} |" for x in splits]
+               *forced_split_table(splits)]
     (ROOT / "rl_quality.md").write_text("\n".join(md) + "\n")
     (ROOT / "rl_quality.json").write_text(json.dumps({"ndcg@10": rows, "tests": tests, "forced_split": splits},
                                                      indent=1) + "\n")
     plot(rows, names, ROOT / "rl_quality.png")
     print("\n".join(md))
-
-
-def forced_split(data: str, records: dict) -> list[dict]:
-    """Per-query effect of reasoning, split by whether the model emitted the token itself or the
-    budget ran out and it was appended (the compact files keep each query's `trace_forced`)."""
-    out = []
-    for system in ("rl", *VARIANTS):
-        rec = records.get(system)
-        on, off = ((rec or {}).get("modes", {}).get(m, {}) for m in ("on", "off"))
-        if "trace_forced" not in on or "per_query" not in off:
-            continue
-        for forced, token in ((True, "forced at the budget"), (False, "emitted by the model")):
-            qids = [q for q, f in on["trace_forced"].items() if f == forced and q in off["per_query"]]
-            if not qids:
-                continue
-            a = {q: on["per_query"][q]["ndcg@10"] for q in qids}
-            b = {q: off["per_query"][q]["ndcg@10"] for q in qids}
-            delta, p = paired_randomization_test(a, b)
-            out.append({"data": data, "system": system, "token": token, "queries": len(qids),
-                        "direct": sum(b.values()) / len(b), "reasoning": sum(a.values()) / len(a),
-                        "delta": delta, "p": p})
-    return out
 
 
 if __name__ == "__main__":

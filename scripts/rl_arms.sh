@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Stage 2: do a bigger group or a longer reasoning budget make reasoning pay? Three arms continue the
+# released RL adapter (24 steps) for 24 more steps with configs/rl-cpu.yaml, differing in one setting:
+#   control   G 4, budget 32 (the release's settings)
+#   group8    G 8 (same queries per step, twice the rollouts: each group ranks 8 traces, not 4)
+#   budget64  reasoning budget 64 tokens (saved with the model, so it is evaluated with 64 too)
+#   control-seed1  the control with seed 1: how far two runs of the same settings differ
+# Each starts afresh from the packaged adapter (new optimiser, warm-up, and the adapter itself as the
+# KL reference; the step-18 checkpoint of the release run is not kept with the package), so the
+# control arm, not the released run, is what the others are compared with.
+# Run from the repository root (2-core CPU times):
+#   bash scripts/rl_arms.sh ARM        # train runs/arm-ARM (~21 min control, ~25 budget64, ~40 group8),
+#                                      # then SciFact test, 600 sampled docs, direct and +R (~8 min)
+#   python benchmarks/rl_quality.py    # adds the arm-* columns and their tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SR3=${SR3:-.venv/bin/searchr3}
+
+arm=${1:-}
+case "$arm" in
+  control)  sets=() ;;
+  group8)   sets=(--set group=8) ;;
+  budget64) sets=(--set reasoning_tokens=64) ;;
+  control-seed1) sets=(--set seed=1) ;;   # run-to-run noise: another sample of 60 queries, order and rollouts
+  *) echo "usage: $0 control|group8|budget64|control-seed1" >&2; exit 2 ;;
+esac
+run=runs/arm-$arm
+$SR3 train rl --config configs/rl-cpu.yaml --init searchr3-smollm2-135m-rl --output "$run" --resume \
+  --set steps=24 --set save_every=6 --set-env fidelity_every=0 ${sets[@]+"${sets[@]}"}
+mkdir -p benchmarks/results/rl_arms/"$arm"
+cp "$run"/{rl_config.json,metrics.jsonl,reward.png,train_summary.json} benchmarks/results/rl_arms/"$arm"/
+bash scripts/release_rl.sh eval scifact "$run" "arm-$arm" 600

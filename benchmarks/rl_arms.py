@@ -2,7 +2,8 @@
 pay where the release's settings (G 4, 32 tokens) do not? Each arm continues the released RL
 adapter for 24 steps (scripts/rl_arms.sh); the `control` arm repeats the release's settings, so
 it, not the released run, is the comparison, and a second control with another seed measures how
-much two runs of the same settings differ.
+much two runs of the same settings differ. The released run resumed exactly from its step-18
+checkpoint to step 48 (`rl-long48`, scripts/rl_longer.sh) is shown beside the restarted control.
 
 Reads the arms' compact eval files (benchmarks/results/rl/arm-ARM-SET.json, with the released
 adapter's `rl-SET.json` as the common start and SFT v1's `sft-SET.json` as the issue's bar) and
@@ -25,9 +26,12 @@ SOURCE = ROOT / "rl"
 LOGS = ROOT / "rl_arms"
 # control: G 4, budget 32; control-seed1: the same with seed 1 (other training queries, order and
 # rollouts), so control vs control-seed1 is how far two runs of one setting differ
-ARMS = [("control", "control"), ("group8", "G 8"), ("budget64", "budget 64"), ("control-seed1", "control, seed 1")]
+# depth30: a harder training corpus (each query's BM25 top 30 + positives pooled, not top 10)
+ARMS = [("control", "control"), ("group8", "G 8"), ("budget64", "budget 64"), ("depth30", "corpus depth 30"),
+        ("control-seed1", "control, seed 1")]
 SETS = ["scifact-d600"]
 SYSTEMS = [("sft", "off", "SFT v1"), ("rl", "off", "RL 24 (start)"), ("rl", "on", "RL 24 +R"),
+           ("rl-long48", "off", "RL 48 resumed"), ("rl-long48", "on", "RL 48 resumed +R"),
            *[s for arm, name in ARMS for s in ((f"arm-{arm}", "off", f"+24 {name}"),
                                                (f"arm-{arm}", "on", f"+24 {name} +R"))]]
 COMPARISONS = [*[pair for arm, _ in ARMS for pair in (
@@ -36,7 +40,9 @@ COMPARISONS = [*[pair for arm, _ in ARMS for pair in (
                    ((f"arm-{arm}", "on"), ("rl", "on")))],          # what the 24 steps did to +R
                *[pair for arm, _ in ARMS[1:] for pair in (
                    ((f"arm-{arm}", "on"), ("arm-control", "on")),    # the arm's effect, with reasoning
-                   ((f"arm-{arm}", "off"), ("arm-control", "off")))]]  # and without
+                   ((f"arm-{arm}", "off"), ("arm-control", "off")))],  # and without
+               # the release run resumed exactly to step 48 (scripts/rl_longer.sh) against the restart
+               (("arm-control", "on"), ("rl-long48", "on")), (("arm-control", "off"), ("rl-long48", "off"))]
 
 
 def training(arm: str) -> list[dict]:
@@ -44,12 +50,19 @@ def training(arm: str) -> list[dict]:
     return [json.loads(line) for line in path.open()] if path.is_file() else []
 
 
+def perfect(part: list[dict]) -> str:
+    """Share of groups tied because every rollout scored nDCG 1 (logged since the depth-30 arm)."""
+    logged = [r["ndcg_perfect_groups"] for r in part if "ndcg_perfect_groups" in r]
+    return f"{sum(logged) / len(logged):.0%}" if logged else "–"
+
+
 def training_table(logs: dict[str, list[dict]]) -> list[str]:
     """Means over each half of the run. Step n trains on the same queries in every arm but the
     seed-1 control, so those rows compare like with like. Seconds are a median because the first
     step includes encoding the corpus."""
     md = ["| arm | steps | reward | nDCG@10 (rollouts) | within-group std | groups tied on nDCG | KL | forced "
-          "| trace tokens | encodings/step | s/step (median) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+          "| tied at nDCG 1 | trace tokens | corpus | encodings/step | s/step (median) |",
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for arm, name in ARMS:
         rows = logs[arm]
         for part in (rows[: len(rows) // 2], rows[len(rows) // 2:]):
@@ -58,8 +71,8 @@ def training_table(logs: dict[str, list[dict]]) -> list[str]:
             mean = lambda key: sum(r[key] for r in part) / len(part)  # noqa: E731
             md.append(f"| {name} | {part[0]['step']}-{part[-1]['step']} | {mean('reward_mean'):.3f} "
                       f"| {mean('ndcg_mean'):.3f} | {mean('ndcg_group_std'):.3f} | {mean('ndcg_tied_groups'):.0%} "
-                      f"| {mean('kl'):.3f} | {mean('forced_rate'):.0%} | {mean('length_mean'):.1f} "
-                      f"| {mean('encodings'):.0f} | {median(r['seconds'] for r in part):.0f} |")
+                      f"| {mean('kl'):.3f} | {mean('forced_rate'):.0%} | {perfect(part)} | {mean('length_mean'):.1f} "
+                      f"| {part[0]['corpus']:,} | {mean('encodings'):.0f} | {median(r['seconds'] for r in part):.0f} |")
     return md
 
 
@@ -69,15 +82,15 @@ def plot_training(logs: dict[str, list[dict]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    panels = [("ndcg_mean", "rollout nDCG@10 (mean of group)"), ("ndcg_tied_groups", "groups tied on nDCG"),
-              ("length_mean", "trace tokens")]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    panels = [("ndcg_mean", "rollout nDCG@10 (mean of group)"), ("ndcg_group_std", "nDCG@10 std within a group"),
+              ("ndcg_tied_groups", "share of groups tied on nDCG"), ("length_mean", "trace tokens")]
     for ax, (key, label) in zip(axes, panels):
         for arm, name in ARMS:
             rows = logs[arm]
             if rows:
                 ax.plot([r["step"] for r in rows], [r[key] for r in rows], marker=".", label=name)
-        ax.set_xlabel("step (after the released 24)")
+        ax.set_xlabel("step of the arm (from the released adapter)")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)

@@ -4,12 +4,14 @@
 #   control   G 4, budget 32 (the release's settings)
 #   group8    G 8 (same queries per step, twice the rollouts: each group ranks 8 traces, not 4)
 #   budget64  reasoning budget 64 tokens (saved with the model, so it is evaluated with 64 too)
+#   depth30   a harder training corpus: each query's BM25 top 30 + positives pooled (not top 10),
+#             because most tied groups tie at nDCG 1, which no group size can break
 #   control-seed1  the control with seed 1: how far two runs of the same settings differ
 # Each starts afresh from the packaged adapter (new optimiser, warm-up, and the adapter itself as the
 # KL reference; the step-18 checkpoint of the release run is not kept with the package), so the
 # control arm, not the released run, is what the others are compared with.
 # Run from the repository root (2-core CPU times):
-#   bash scripts/rl_arms.sh ARM        # train runs/arm-ARM (~21 min control, ~25 budget64, ~40 group8),
+#   bash scripts/rl_arms.sh ARM        # train runs/arm-ARM (~21 min control, ~22 seed1, ~25 budget64, ~40 group8),
 #                                      # then SciFact test, 600 sampled docs, direct and +R (~8 min)
 #   python benchmarks/rl_quality.py    # adds the arm-* columns and their tests
 set -euo pipefail
@@ -21,8 +23,9 @@ case "$arm" in
   control)  sets=() ;;
   group8)   sets=(--set group=8) ;;
   budget64) sets=(--set reasoning_tokens=64) ;;
+  depth30)  sets=(--set corpus_depth=30) ;;
   control-seed1) sets=(--set seed=1) ;;   # run-to-run noise: another sample of 60 queries, order and rollouts
-  *) echo "usage: $0 control|group8|budget64|control-seed1" >&2; exit 2 ;;
+  *) echo "usage: $0 control|group8|budget64|depth30|control-seed1" >&2; exit 2 ;;
 esac
 run=runs/arm-$arm
 $SR3 train rl --config configs/rl-cpu.yaml --init searchr3-smollm2-135m-rl --output "$run" --resume \

@@ -52,6 +52,10 @@ def test_shaped_rewards_and_group_advantages():
     np.testing.assert_allclose(shaped, [1.0 - 0.06, 0.0])
     adv = reward.group_advantages(np.array([1.0, 0.0, 0.5, 0.5]), group=2)
     np.testing.assert_allclose(adv, [1, -1, 0, 0], atol=1e-5)  # a tied group carries no signal
+    stats = reward.group_stats(np.array([1.0, 1.0, 0.5, 0.5, 0.2, 0.8]), group=2)
+    assert stats["ndcg_tied_groups"] == pytest.approx(2 / 3)  # the perfect pair and the 0.5 pair
+    assert stats["ndcg_perfect_groups"] == pytest.approx(1 / 3)  # only the first tied at nDCG 1
+    assert stats["ndcg_group_std"] == pytest.approx(0.3 / 3)
     with pytest.raises(ValueError, match="groups"):
         reward.group_advantages(np.ones(3), group=2)
 

@@ -59,6 +59,7 @@ def test_steps_log_rewards_and_the_run_saves_a_loadable_adapter(tiny_folder, tmp
     assert first["kl"] == pytest.approx(0.0, abs=1e-6)  # the policy starts as the reference
     assert 0.0 <= first["ndcg_mean"] <= 1.0 and first["corpus"] == 32
     assert 0.0 <= first["ndcg_group_std"] <= 0.5 and first["ndcg_tied_groups"] in (0.0, 0.5, 1.0)  # 2 queries
+    assert first["ndcg_perfect_groups"] <= first["ndcg_tied_groups"]
     assert first["encodings"] <= 32 and np.isfinite(first["loss"]) and np.isfinite(first["aux"])
     out = trainer.train(resume=False)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -307,10 +307,9 @@ class GRPOTrainer:
                 first = {"loss": total, **terms, "grad_norm": grad_norm}
         self.step += 1
         out = {k: distributed.mean(float(v.detach())) if torch.is_tensor(v) else v for k, v in first.items()}
-        groups = result.ndcg.reshape(-1, c.group)  # rows: queries; where rollouts tie there is no ranking signal
         out.update({"reward_mean": float(result.rewards.mean()), "reward_std": float(result.rewards.std()),
-                    "ndcg_mean": float(result.ndcg.mean()), "ndcg_group_std": float(groups.std(axis=1).mean()),
-                    "ndcg_tied_groups": float(np.mean(groups.std(axis=1) < 1e-9)), "forced_rate": float(np.mean(forced)),
+                    "ndcg_mean": float(result.ndcg.mean()), **reward.group_stats(result.ndcg, c.group),
+                    "forced_rate": float(np.mean(forced)),
                     "length_mean": float(np.mean(lengths)), "encodings": result.encodings, "corpus": len(self.env),
                     "full_refresh": result.full_refresh, "drift": result.drift,
                     "lr": self.optimizer.param_groups[0]["lr"]})

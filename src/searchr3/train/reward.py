@@ -64,6 +64,22 @@ def group_advantages(rewards: np.ndarray, group: int, eps: float = 1e-6) -> np.n
     return adv.reshape(-1)
 
 
+def group_stats(ndcg: np.ndarray, group: int) -> dict[str, float]:
+    """How much ranking signal a batch of groups holds: the mean within-group std, the share of
+    groups whose rollouts all tied, and the share that tied because every rollout was perfect.
+
+    A tie at nDCG 1 is a query too easy for the corpus: no group size can break it, whereas a
+    tie below 1 is one that more (or more varied) rollouts might.
+    """
+    g = np.asarray(ndcg, dtype=np.float64)
+    if g.size % group:
+        raise ValueError(f"{g.size} scores do not form groups of {group}")
+    g = g.reshape(-1, group)
+    tied = g.std(axis=1) < 1e-9
+    return {"ndcg_group_std": float(g.std(axis=1).mean()), "ndcg_tied_groups": float(tied.mean()),
+            "ndcg_perfect_groups": float(np.mean(tied & (g[:, 0] > 1 - 1e-9)))}
+
+
 def fidelity(cached: np.ndarray, exact: np.ndarray) -> dict[str, float]:
     """How well rewards on cached vectors match rewards after an exact re-encode.
 

@@ -30,6 +30,7 @@ LOGS = ROOT / "rl_arms"
 ARMS = [("control", "control"), ("group8", "G 8"), ("budget64", "budget 64"), ("depth30", "corpus depth 30"),
         ("control-seed1", "control, seed 1")]
 SETS = ["scifact-d600"]
+WINDOW = 6  # steps in the training plot's moving mean (12 queries)
 SYSTEMS = [("sft", "off", "SFT v1"), ("rl", "off", "RL 24 (start)"), ("rl", "on", "RL 24 +R"),
            ("rl-long48", "off", "RL 48 resumed"), ("rl-long48", "on", "RL 48 resumed +R"),
            *[s for arm, name in ARMS for s in ((f"arm-{arm}", "off", f"+24 {name}"),
@@ -83,15 +84,18 @@ def plot_training(logs: dict[str, list[dict]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    panels = [("ndcg_mean", "rollout nDCG@10 (mean of group)"), ("ndcg_group_std", "nDCG@10 std within a group"),
-              ("ndcg_tied_groups", "share of groups tied on nDCG"), ("length_mean", "trace tokens")]
+    panels = [("ndcg_mean", "rollout nDCG@10"), ("ndcg_group_std", "within-group std"),
+              ("ndcg_tied_groups", "groups tied"), ("length_mean", "trace tokens")]
     for ax, (key, label) in zip(axes, panels):
         for arm, name in ARMS:
             rows = logs[arm]
-            if rows:
-                ax.plot([r["step"] for r in rows], [r[key] for r in rows], marker=".", label=name)
+            if rows:  # per step the two queries' difficulty dominates: smooth over WINDOW steps
+                values = [r[key] for r in rows]
+                smooth = [sum(values[max(0, i - WINDOW + 1):i + 1]) / len(values[max(0, i - WINDOW + 1):i + 1])
+                          for i in range(len(values))]
+                ax.plot([r["step"] for r in rows], smooth, label=name)
         ax.set_xlabel("step of the arm (from the released adapter)")
-        ax.set_title(label, fontsize=10)
+        ax.set_title(f"{label}, mean of last {WINDOW} steps", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()

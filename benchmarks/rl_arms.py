@@ -1,5 +1,6 @@
-"""Stage-2 arms: does a bigger group (G 8) or a longer reasoning budget (64 tokens) make reasoning
-pay where the release's settings (G 4, 32 tokens) do not? Each arm continues the released RL
+"""Stage-2 arms: does a bigger group (G 8), a longer reasoning budget (64 tokens) or a harder
+training corpus (BM25 depth 30) make reasoning pay where the release's settings (G 4, 32 tokens,
+depth 10) do not? Each arm continues the released RL
 adapter for 24 steps (scripts/rl_arms.sh); the `control` arm repeats the release's settings, so
 it, not the released run, is the comparison, and a second control with another seed measures how
 much two runs of the same settings differ. The released run resumed exactly from its step-18
@@ -8,7 +9,8 @@ checkpoint to step 48 (`rl-long48`, scripts/rl_longer.sh) is shown beside the re
 Reads the arms' compact eval files (benchmarks/results/rl/arm-ARM-SET.json, with the released
 adapter's `rl-SET.json` as the common start and SFT v1's `sft-SET.json` as the issue's bar) and
 their training logs (benchmarks/results/rl_arms/ARM/metrics.jsonl); writes
-benchmarks/results/rl_arms.{md,json,png} and rl_arms_training.png.
+benchmarks/results/rl_arms.{md,json}, rl_arms.png (the effect of reasoning per model, with
+intervals) and rl_arms_training.png.
 
     python benchmarks/rl_arms.py
 """
@@ -19,7 +21,9 @@ import json
 from pathlib import Path
 from statistics import median
 
-from paired_tables import forced_split, forced_split_table, plot, score, score_table, tests_table, trace_summary
+import numpy as np
+
+from paired_tables import forced_split, forced_split_table, ndcg, score, score_table, tests_table, trace_summary
 
 ROOT = Path(__file__).resolve().parent / "results"
 SOURCE = ROOT / "rl"
@@ -91,13 +95,48 @@ def plot_training(logs: dict[str, list[dict]], path: Path) -> None:
             rows = logs[arm]
             if rows:  # per step the two queries' difficulty dominates: smooth over WINDOW steps
                 values = [r[key] for r in rows]
-                smooth = [sum(values[max(0, i - WINDOW + 1):i + 1]) / len(values[max(0, i - WINDOW + 1):i + 1])
-                          for i in range(len(values))]
+                windows = [values[max(0, i - WINDOW + 1):i + 1] for i in range(len(values))]
+                smooth = [sum(w) / len(w) for w in windows]
                 ax.plot([r["step"] for r in rows], smooth, label=name)
         ax.set_xlabel("step of the arm (from the released adapter)")
         ax.set_title(f"{label}, mean of last {WINDOW} steps", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_effects(records: dict, path: Path) -> None:
+    """The numbers that matter are differences of 0.01-0.03, which bars on a 0-1 axis hide: plot
+    each model's +R minus its own direct vector, and minus SFT v1's, with 95% intervals (normal
+    approximation over per-query differences)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [("rl", "RL 24 (start)"), ("rl-long48", "RL 48 resumed"),
+              *[(f"arm-{arm}", f"+24 {name}") for arm, name in ARMS]]
+    sft = ndcg(records["sft"], "off")
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(models) + 1.2))
+    for offset, (label, base) in ((-0.12, ("own direct", None)), (0.12, ("SFT v1 direct", sft))):
+        ys, means, halves = [], [], []
+        for y, (system, _) in enumerate(models):
+            on, off = ndcg(records[system], "on"), base or ndcg(records[system], "off")
+            if not on or not off:
+                continue
+            diffs = np.array([on[q] - off[q] for q in on if q in off])
+            ys.append(y + offset)
+            means.append(diffs.mean())
+            halves.append(1.96 * diffs.std(ddof=1) / np.sqrt(len(diffs)))
+        ax.errorbar(means, ys, xerr=halves, fmt="o", capsize=3, label=f"+R − {label}")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(models)), [name for _, name in models])
+    ax.invert_yaxis()
+    ax.set_xlabel("Δ nDCG@10, SciFact test (600 docs sampled), 95% interval")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -122,7 +161,7 @@ def main() -> None:
     (ROOT / "rl_arms.md").write_text("\n".join(md) + "\n")
     (ROOT / "rl_arms.json").write_text(json.dumps({"ndcg@10": rows, "tests": tests, "forced_split": splits},
                                                   indent=1) + "\n")
-    plot(rows, names, ROOT / "rl_arms.png")
+    plot_effects(records[SETS[0]], ROOT / "rl_arms.png")
     plot_training(logs, ROOT / "rl_arms_training.png")
     print("\n".join(md))
 

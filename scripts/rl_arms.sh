@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Stage 2: do a bigger group or a longer reasoning budget make reasoning pay? Three arms continue the
-# released RL adapter (24 steps) for 24 more steps with configs/rl-cpu.yaml, differing in one setting:
-#   control   G 4, budget 32 (the release's settings)
+# Stage 2: which setting keeps reasoning from paying? Each arm continues the released RL adapter
+# (24 steps) for 24 more steps with configs/rl-cpu.yaml, changing one setting:
+#   control   G 4, budget 32, corpus depth 10 (the release's settings)
 #   group8    G 8 (same queries per step, twice the rollouts: each group ranks 8 traces, not 4)
 #   budget64  reasoning budget 64 tokens (saved with the model, so it is evaluated with 64 too)
 #   depth30   a harder training corpus: each query's BM25 top 30 + positives pooled (not top 10),
@@ -10,10 +10,11 @@
 # Each starts afresh from the packaged adapter (new optimiser, warm-up, and the adapter itself as the
 # KL reference; the step-18 checkpoint of the release run is not kept with the package), so the
 # control arm, not the released run, is what the others are compared with.
-# Run from the repository root (2-core CPU times):
-#   bash scripts/rl_arms.sh ARM        # train runs/arm-ARM (~21 min control, ~22 seed1, ~25 budget64, ~40 group8),
-#                                      # then SciFact test, 600 sampled docs, direct and +R (~8 min)
-#   python benchmarks/rl_quality.py    # adds the arm-* columns and their tests
+# Run from the repository root (measured on the 2-core CPU):
+#   bash scripts/rl_arms.sh ARM        # train runs/arm-ARM (17 min control, 18 seed1, 21 budget64, 25 group8,
+#                                      # 27 depth30 with 8 of them encoding its corpus), then SciFact test,
+#                                      # 600 sampled docs, direct and +R (3 min)
+#   python benchmarks/rl_arms.py       # tables, tests and plots over all arms
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SR3=${SR3:-.venv/bin/searchr3}

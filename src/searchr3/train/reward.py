@@ -75,8 +75,9 @@ def group_stats(ndcg: np.ndarray, group: int) -> dict[str, float]:
     if g.size % group:
         raise ValueError(f"{g.size} scores do not form groups of {group}")
     g = g.reshape(-1, group)
-    tied = g.std(axis=1) < 1e-9
-    return {"ndcg_group_std": float(g.std(axis=1).mean()), "ndcg_tied_groups": float(tied.mean()),
+    std = g.std(axis=1)
+    tied = std < 1e-9
+    return {"ndcg_group_std": float(std.mean()), "ndcg_tied_groups": float(tied.mean()),
             "ndcg_perfect_groups": float(np.mean(tied & (g[:, 0] > 1 - 1e-9)))}
 
 

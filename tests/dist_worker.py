@@ -13,7 +13,8 @@ from searchr3.train.sft import SFTTrainer
 folder, out = sys.argv[1], sys.argv[2]
 trainer = SFTTrainer(_config(folder, batch_size=8, lr=1e-2), out + "/run", _examples())
 totals = trainer.train_step()
-checksum = sum(float(p.detach().double().sum()) for p in trainer.model.model.parameters() if p.requires_grad)
+grads = torch.cat([p.grad.flatten() for p in trainer.model.model.parameters() if p.requires_grad])  # averaged, clipped
 if distributed.is_main():
-    json.dump({"totals": totals, "checksum": checksum, "world": distributed.world()}, open(out + "/result.json", "w"))
+    json.dump({"totals": totals, "world": distributed.world()}, open(out + "/result.json", "w"))
+    torch.save(grads, out + "/grads.pt")
 torch.distributed.destroy_process_group()

@@ -1,4 +1,4 @@
-"""Two CPU processes (gloo) give the same loss and the same update as one process on the global batch."""
+"""Two CPU processes (gloo) give the same losses and the same gradient as one process on the global batch."""
 
 import json
 import os
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from test_sft import _config, _examples
 
@@ -16,7 +17,7 @@ from searchr3.train.sft import SFTTrainer
 def test_two_processes_match_one(tiny_folder, tmp_path):
     single = SFTTrainer(_config(tiny_folder, batch_size=8, lr=1e-2), tmp_path / "single", _examples())
     totals = single.train_step()
-    checksum = sum(float(p.detach().double().sum()) for p in single.model.model.parameters() if p.requires_grad)
+    grads = torch.cat([p.grad.flatten() for p in single.model.model.parameters() if p.requires_grad])
 
     here = Path(__file__).parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")]),
@@ -29,5 +30,11 @@ def test_two_processes_match_one(tiny_folder, tmp_path):
     assert result["world"] == 2
     for name in ("total", "sft", "kl", "infonce", "triplet"):
         assert result["totals"][name] == pytest.approx(totals[name], rel=1e-4, abs=1e-6), name
-    assert result["totals"]["grad_norm"] == pytest.approx(totals["grad_norm"], rel=1e-4)
-    assert result["checksum"] == pytest.approx(checksum, abs=1e-5)  # the same AdamW update
+    # The gradients (averaged over ranks, then clipped) that the optimiser steps on: same size and
+    # direction. Not bit-equal: on some CPUs (AMD EPYC, 2026-11-26) one batch of 8 and two of 4
+    # differ by ~5e-4 in gradient norm even in one process, so the tolerance is 2e-3. Comparing
+    # the parameters after AdamW's first step instead is fragile: its update is about lr·sign(g),
+    # so entries with near-zero gradient flip with rounding.
+    assert result["totals"]["grad_norm"] == pytest.approx(totals["grad_norm"], rel=2e-3)
+    other = torch.load(tmp_path / "grads.pt")
+    assert float(torch.nn.functional.cosine_similarity(other, grads, dim=0)) > 0.9999  # 0.999993 measured

@@ -12,7 +12,7 @@
 # control arm, not the released run, is what the others are compared with.
 # Run from the repository root (measured on the 2-core CPU):
 #   bash scripts/rl_arms.sh ARM        # train runs/arm-ARM (17 min control, 18 seed1, 21 budget64, 25 group8,
-#                                      # 27 depth30 with 8 of them encoding its corpus), then SciFact test,
+#                                      # 24 depth30 with 8 of them encoding its corpus), then SciFact test,
 #                                      # 600 sampled docs, direct and +R (3 min)
 #   python benchmarks/rl_arms.py       # tables, tests and plots over all arms
 set -euo pipefail

@@ -1,9 +1,9 @@
 """Stage-2 arms: does a bigger group (G 8), a longer reasoning budget (64 tokens) or a harder
 training corpus (BM25 depth 30) make reasoning pay where the release's settings (G 4, 32 tokens,
-depth 10) do not? Each arm continues the released RL
-adapter for 24 steps (scripts/rl_arms.sh); the `control` arm repeats the release's settings, so
-it, not the released run, is the comparison, and a second control with another seed measures how
-much two runs of the same settings differ. The released run resumed exactly from its step-18
+depth 10) do not? Each arm continues the released RL adapter for 24 steps (scripts/rl_arms.sh);
+the `control` arm repeats the release's settings, so it, not the released run, is the
+comparison, and a second control with another seed measures how much two runs of the same
+settings differ. The released run resumed exactly from its step-18
 checkpoint to step 48 (`rl-long48`, scripts/rl_longer.sh) is shown beside the restarted control.
 
 Reads the arms' compact eval files (benchmarks/results/rl/arm-ARM-SET.json, with the released
@@ -116,8 +116,7 @@ def plot_effects(records: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = [("rl", "RL 24 (start)"), ("rl-long48", "RL 48 resumed"),
-              *[(f"arm-{arm}", f"+24 {name}") for arm, name in ARMS]]
+    models = [(system, name) for system, mode, name in SYSTEMS if mode == "off" and system != "sft"]
     sft = ndcg(records["sft"], "off")
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(models) + 1.2))
     for offset, (label, base) in ((-0.12, ("own direct", None)), (0.12, ("SFT v1 direct", sft))):

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from searchr3 import EmbedConfig, SearchR3
-from searchr3.assets import DEFAULT_MODEL, resolve_model
+from searchr3.assets import BASE_MODEL, resolve_model
 
 
 @pytest.fixture(scope="session")
 def base_folder():
     """The bundled SmolLM2 as a Hugging Face folder (converted from GGUF once per machine)."""
-    return resolve_model(DEFAULT_MODEL)
+    return resolve_model(BASE_MODEL)
 
 
 @pytest.fixture(scope="session")
@@ -45,5 +45,5 @@ def tiny(tiny_folder, tiny_config):
 
 @pytest.fixture(scope="session")
 def real_model():
-    return SearchR3.from_pretrained(DEFAULT_MODEL, dtype="fp32", device="cpu",
+    return SearchR3.from_pretrained(BASE_MODEL, dtype="fp32", device="cpu",
                                     config=EmbedConfig(batch_size=8, max_length=128, reasoning_tokens=24))

@@ -49,12 +49,12 @@ def test_released_adapter_loads_by_name_and_ranks_better_than_the_base(real_mode
     from searchr3 import RELEASED_MODELS, SearchR3
     from searchr3.data import load_dataset
 
-    folder = RELEASED_MODELS["searchr3-smollm2-135m-sft"].path
+    folder = RELEASED_MODELS["searchr3-smollm2-135m-sft-v2"].path
     assert (folder / "adapter_model.safetensors").stat().st_size < 40 * 2**20
     assert (folder / "README.md").read_text().count("searchr3-smollm2-135m-sft") >= 2
     sft = SearchR3.from_pretrained("searchr3-smollm2-135m-sft", dtype="fp32", device="cpu",
                                    config=EmbedConfig(batch_size=8, max_length=128, reasoning_tokens=24))
-    assert sft.name == "searchr3-smollm2-135m-sft" and sft.base == "smollm2-135m-instruct"
+    assert sft.name == "searchr3-smollm2-135m-sft-v2" and sft.base == "smollm2-135m-instruct"
     assert sft.fingerprint != real_model.fingerprint
 
     data = load_dataset("scifact", "train")
@@ -79,12 +79,12 @@ def test_released_rl_adapter_loads_by_name_and_reasons_at_least_its_minimum(real
     minimum reasoning length it was trained with (saved in its settings)."""
     from searchr3 import RELEASED_MODELS, SearchR3
 
-    folder = RELEASED_MODELS["searchr3-smollm2-135m-rl"].path
+    folder = RELEASED_MODELS["searchr3-smollm2-135m-rl-v1"].path
     assert (folder / "adapter_model.safetensors").stat().st_size < 40 * 2**20
     assert (folder / "README.md").read_text().count("searchr3-smollm2-135m-rl") >= 2
     assert (folder / "reward.png").stat().st_size > 0
     rl = SearchR3.from_pretrained("searchr3-smollm2-135m-rl", dtype="fp32", device="cpu")
-    assert rl.name == "searchr3-smollm2-135m-rl" and rl.base == "smollm2-135m-instruct"
+    assert rl.name == "searchr3-smollm2-135m-rl-v1" and rl.base == "smollm2-135m-instruct"
     assert rl.fingerprint not in {real_model.fingerprint, SearchR3.from_pretrained("searchr3-smollm2-135m-sft").fingerprint}
     floor = rl.config.min_reasoning_tokens
     assert floor >= 1

@@ -1,12 +1,12 @@
 """searchr3: a small LLM reasons about a search query, then emits an embedding.
 
 >>> from searchr3 import SearchR3
->>> model = SearchR3.from_pretrained("smollm2-135m-instruct")      # doctest: +SKIP
+>>> model = SearchR3.from_pretrained()   # the best released adapter (DEFAULT_MODEL)  # doctest: +SKIP
 >>> docs = model.embed_documents(["Aspirin inhibits platelet aggregation."])
 >>> query = model.embed_queries(["does aspirin thin the blood?"], reasoning=True)
 """
 
-from .assets import BUNDLED_MODELS, DEFAULT_MODEL, RELEASED_MODELS, registered_names, resolve_model
+from .assets import ALIASES, BUNDLED_MODELS, DEFAULT_MODEL, RELEASED_MODELS, registered_names, resolve_model
 from .data import DataError, Document, read_corpus, read_qrels, read_queries
 from .index import IndexMismatchError, VectorIndex
 from .modeling import EmbedConfig, Reasoning, SearchR3, embed_token_states
@@ -18,7 +18,7 @@ from .service_process import ServiceProcess
 _SERVICE = ("ServeConfig", "Service", "create_app")  # need FastAPI: imported on first use
 
 __all__ = [
-    "BUNDLED_MODELS", "DEFAULT_MODEL", "DataError", "Document", "EMBED_TOKEN", "EmbedConfig",
+    "ALIASES", "BUNDLED_MODELS", "DEFAULT_MODEL", "DataError", "Document", "EMBED_TOKEN", "EmbedConfig",
     "Hit", "IndexMismatchError", "MTEBEncoder", "PromptBuilder", "RELEASED_MODELS", "Reasoning", "SearchR3",
     "SearchResult", "ServiceProcess", "VectorIndex", "build_index", "embed_token_states", "read_corpus",
     "read_qrels", "read_queries", "registered_names", "resolve_model", "search", *_SERVICE,

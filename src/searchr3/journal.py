@@ -51,15 +51,18 @@ class JournaledIndex:
 
     @classmethod
     def open(cls, root: str | os.PathLike, model: str, dim: int, kind: str = "flat",
-             compact_every: int = 1000) -> "JournaledIndex":
-        """Open (or create, empty) the index folder `root` for `model`; replays any journal."""
+             compact_every: int = 1000, fingerprint: str | None = None) -> "JournaledIndex":
+        """Open (or create, empty) the index folder `root` for `model`; replays any journal.
+
+        `fingerprint` is the model's weight fingerprint: an index built by other weights is refused.
+        """
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         fsync_dir(root.parent)
         lock = _lock(root)
         try:
             if (root / "CURRENT").is_file():
-                index = VectorIndex.load(root, model=model)
+                index = VectorIndex.load(root, model=model, fingerprint=fingerprint)
                 if index.dim != dim:
                     raise ValueError(f"{root}: index has dim {index.dim}, model {model!r} has {dim}")
             else:
@@ -69,7 +72,7 @@ class JournaledIndex:
                 if foreign:
                     raise FileNotFoundError(f"{root} exists but is not a searchr3 index (no CURRENT file; "
                                             f"found {foreign[0]!r})")
-                index = VectorIndex(dim, model, kind)
+                index = VectorIndex(dim, model, kind, fingerprint=fingerprint)
                 index.save(root)
             replayed = cls._replay(root / JOURNAL, index)
             live = cls(root, index, compact_every)

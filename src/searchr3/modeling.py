@@ -25,13 +25,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import assets
+from .fingerprint import SEARCHR3_FILE, tokenizer_folder, weights_fingerprint
 from .prompts import EMBED_TOKEN, Prompt, PromptBuilder, validate_texts
 
 # peft reads transformers' deprecated `is_gradient_checkpointing` alias whenever it wraps a model;
 # the FutureWarning is theirs, says nothing to our users, and would print on every adapter load.
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
-SEARCHR3_FILE = "searchr3.json"  # marks a saved searchr3 model and records its settings
 
 
 @dataclass
@@ -164,7 +164,7 @@ def _kwarg_name(fn, *candidates: str) -> str:
 class SearchR3:
     """A reason-then-embed search model.
 
-    >>> model = SearchR3.from_pretrained("smollm2-135m-instruct")   # doctest: +SKIP
+    >>> model = SearchR3.from_pretrained()   # the default released adapter   # doctest: +SKIP
     >>> docs = model.embed_documents(["Paris is the capital of France."])
     >>> queries = model.embed_queries(["capital of France"], reasoning=True)
     >>> scores = queries @ docs.T
@@ -181,6 +181,7 @@ class SearchR3:
         self.prompts = PromptBuilder(tokenizer, self.config.max_length)
         self._backbone = model.get_decoder()
         self._cache_kw = _kwarg_name(self._backbone.forward, "cache", "past_key_values")
+        self._weights_source: str | None = None  # the name or folder the weights were loaded from
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -190,8 +191,10 @@ class SearchR3:
         """Load a registered name or a local folder, adding the embed token if missing.
 
         Args:
-            name_or_path: a registered name (`searchr3.assets.registered_names()`: bundled bases
-                and released adapters such as "searchr3-smollm2-135m-sft") or a folder.
+            name_or_path: a registered name (`searchr3.assets.registered_names()`: bundled bases,
+                released adapters such as "searchr3-smollm2-135m-sft-v2", and aliases such as
+                "searchr3-smollm2-135m-sft", which load the latest release) or a folder. Default:
+                the best released adapter (`searchr3.DEFAULT_MODEL`).
             dtype: "auto" (bf16 where the hardware runs it fast, else fp32), "bf16" or "fp32".
             device: "cpu", "cuda", ...; default: cuda when available, else cpu.
             config: inference settings; default: the settings saved with the model, else defaults.
@@ -205,7 +208,7 @@ class SearchR3:
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
         is_adapter = (folder / "adapter_config.json").is_file()
         weights = assets.resolve_model(meta["base"]) if is_adapter else folder
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(folder), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32, local_files_only=True)
         add_embed_token(model, tokenizer)
         if is_adapter:  # a LoRA adapter over a base: apply it, then merge for plain-speed inference
@@ -215,9 +218,11 @@ class SearchR3:
         if config is None and "config" in meta:
             config = EmbedConfig(**meta["config"])
         is_registered = str(name_or_path) in assets.registered_names()
-        name = str(name_or_path) if is_registered else str(Path(folder).resolve())
+        name = assets.canonical_name(str(name_or_path)) if is_registered else str(Path(folder).resolve())
         base = meta.get("base", name) if meta else name
-        return cls(model.to(device=dev, dtype=torch_dtype), tokenizer, name, config, base=base)
+        loaded = cls(model.to(device=dev, dtype=torch_dtype), tokenizer, name, config, base=base)
+        loaded._weights_source = name
+        return loaded
 
     @classmethod
     def from_adapter_trainable(cls, name_or_path: str | os.PathLike, *, config: EmbedConfig | None = None,
@@ -280,7 +285,13 @@ class SearchR3:
         self.model = model
         self._backbone = model.get_decoder()
         self._cache_kw = _kwarg_name(self._backbone.forward, "cache", "past_key_values")
+        self._forget_fingerprints()
+
+    def _forget_fingerprints(self) -> None:
+        """The weights changed: neither the loaded files nor cached hashes describe them any more."""
+        self._weights_source = None
         self.__dict__.pop("fingerprint", None)
+        self.__dict__.pop("weights_fingerprint", None)
 
     def load_trainable(self, folder: str | os.PathLike) -> None:
         """Load weights saved by `save_pretrained` into this (possibly PEFT-wrapped) model in place."""
@@ -296,7 +307,7 @@ class SearchR3:
             if unexpected or any("lm_head" not in k for k in missing):
                 raise ValueError(f"{folder}: weights do not match the model (missing {missing[:3]}, "
                                  f"unexpected {unexpected[:3]})")
-        self.__dict__.pop("fingerprint", None)
+        self._forget_fingerprints()
 
     def set_max_length(self, max_length: int) -> None:
         """Change how many tokens of text are kept per document or query."""
@@ -318,6 +329,22 @@ class SearchR3:
             h.update(name.encode())
             h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
         h.update(f"{len(self.tokenizer)}|{self.prompts.fingerprint}".encode())
+        return h.hexdigest()
+
+    @functools.cached_property
+    def weights_fingerprint(self) -> str:
+        """A hash of the weights this model was loaded from, the same in every dtype and machine.
+
+        Indexes and the service key compatibility on it (see `searchr3.fingerprint`). A model
+        built in memory, or changed by training, hashes its tensors in fp32 instead.
+        """
+        if self._weights_source is not None:
+            return weights_fingerprint(self._weights_source)
+        h = hashlib.blake2b(digest_size=8)
+        for name, tensor in sorted(self.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        h.update(f"{len(self.tokenizer)}".encode())
         return h.hexdigest()
 
     @property

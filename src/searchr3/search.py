@@ -31,10 +31,10 @@ class SearchResult:
 
 def build_index(model: SearchR3, documents: Sequence[Document], kind: str = "flat",
                 batch_size: int | None = None, show_progress: bool | None = None) -> VectorIndex:
-    """Embed every document with `model` and return an index tagged with the model's name."""
+    """Embed every document with `model` and return an index tagged with its name and weight fingerprint."""
     vectors = model.embed_documents([document_text(d.title, d.text) for d in documents],
                                     batch_size=batch_size, show_progress=show_progress)
-    index = VectorIndex(model.dim, model.name, kind)
+    index = VectorIndex(model.dim, model.name, kind, fingerprint=model.weights_fingerprint)
     index.add([d.id for d in documents], vectors, [{"title": d.title, "text": d.text} for d in documents])
     return index
 
@@ -42,7 +42,7 @@ def build_index(model: SearchR3, documents: Sequence[Document], kind: str = "fla
 def search(model: SearchR3, index: VectorIndex, queries: Sequence[str], k: int = 10,
            reasoning: bool = False) -> list[SearchResult]:
     """Embed queries (optionally reasoning first) and return the top-k hits of each."""
-    index.check_model(model.name, model.dim)
+    index.check_model(model.name, model.dim, model.weights_fingerprint)
     traces = None
     if reasoning:
         traces = model.reason(queries)

@@ -189,7 +189,7 @@ class Service:
         self.model, self.config = model, config or ServeConfig()
         self.lock = threading.Lock()
         self.store = JournaledIndex.open(index_dir, model.name, model.dim, self.config.index_kind,
-                                         self.config.compact_every)
+                                         self.config.compact_every, fingerprint=model.weights_fingerprint)
         self.started = time.time()
 
     def check_model(self, name: str | None) -> None:

@@ -92,7 +92,7 @@ def knn_graph(vectors: np.ndarray, k: int, kind: str = "exact") -> np.ndarray:
 
 
 class RetrievalEnv:
-    """Document vectors, when each was encoded, a neighbour graph, and the reward.
+    """Document vectors, a neighbour graph, and the reward.
 
     Args:
         doc_ids: corpus document ids (row order of the vectors).
@@ -114,21 +114,19 @@ class RetrievalEnv:
         self.step_count = 0
         self.total_encodings = 0
         self.vectors = self._encode(range(len(self.doc_ids)))
-        self.encoded_at = np.zeros(len(self.doc_ids), dtype=np.int64)
         self.graph = knn_graph(self.vectors, self.config.neighbours, self.config.graph)
 
     def state(self) -> dict[str, np.ndarray]:
-        """Everything a checkpoint needs to continue exactly: vectors, encode steps, graph, counters."""
-        return {"vectors": self.vectors, "encoded_at": self.encoded_at, "graph": self.graph,
+        """Everything a checkpoint needs to continue exactly: vectors, graph, counters."""
+        return {"vectors": self.vectors, "graph": self.graph,
                 "counters": np.array([self.step_count, self.total_encodings])}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore what `state()` returned (e.g. read back from an .npz file)."""
-        if len(state["vectors"]) != len(self.doc_ids) or len(state["encoded_at"]) != len(self.doc_ids):
+        if len(state["vectors"]) != len(self.doc_ids):
             raise ValueError(f"saved environment holds {len(state['vectors'])} documents, "
                              f"the corpus {len(self.doc_ids)}")
         self.vectors = np.asarray(state["vectors"], dtype=np.float32)
-        self.encoded_at = np.asarray(state["encoded_at"], dtype=np.int64)
         self.graph = np.asarray(state["graph"])
         self.step_count, self.total_encodings = (int(x) for x in state["counters"])
 
@@ -179,7 +177,6 @@ class RetrievalEnv:
         old = self.vectors[rows]
         drift = float(1.0 - np.mean(np.sum(old * new, axis=1)))
         self.vectors[rows] = new
-        self.encoded_at[rows] = self.step_count
         self.total_encodings += len(rows)
         return drift
 
@@ -247,5 +244,4 @@ class RetrievalEnv:
         _, exact_ndcg = self.rewards(qrels, vectors, [False] * len(vectors), [0] * len(vectors), corpus=exact)
         stale = float(1.0 - np.mean(np.sum(self.vectors * exact, axis=1)))
         self.vectors = exact  # paid for, so kept (the graph is left as is: it only picks neighbours)
-        self.encoded_at[:] = self.step_count
         return {**reward.fidelity(cached_ndcg, exact_ndcg), "corpus_drift": stale, "encodings": len(self.doc_ids)}

@@ -16,29 +16,26 @@ trains and the reference is the base (the adapter switched off).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
-import time
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .. import assets, losses
 from ..config import load_section
 from ..data import Dataset, load_dataset
-from ..model_card import SUMMARY_FILE, write_model_card
 from ..modeling import EmbedConfig, SearchR3, bar_ending, embed_token_states
 from ..prompts import document_text
 from ..runtime import tune_malloc
-from . import checkpoint, distributed, reward
+from . import distributed, reward
 from .env import EnvConfig, RetrievalEnv
 from .examples import PooledDev, parse_source, pooled_dev_set
+from .loop import Schedule, Trainer, hardware_description, read_metrics
 
 REFERENCE = "reference"  # name of the frozen copy of the initial adapter
 
@@ -109,8 +106,11 @@ def prepare_policy(config: RLConfig) -> tuple[SearchR3, bool]:
     return model, True
 
 
-class GRPOTrainer:
-    """Runs Stage 2: rollouts, environment, rewards, GRPO loss, JSONL metrics, checkpoints, exact resume."""
+class GRPOTrainer(Trainer):
+    """Runs Stage 2: rollouts, environment, rewards, GRPO loss; the loop (logs, checkpoints, resume) is
+    `Trainer.train`."""
+
+    name, config_file, plot_file = "grpo", "rl_config.json", "reward.png"
 
     def __init__(self, config: RLConfig, env_config: EnvConfig, output: str | os.PathLike,
                  dataset: Dataset | None = None):
@@ -317,94 +317,33 @@ class GRPOTrainer:
             out.update({f"fidelity_{k}": v for k, v in result.fidelity.items()})
         return out
 
-    # ------------------------------------------------------------------ evaluation
-    def evaluate_dev(self) -> dict[str, float]:
-        """Pooled dev nDCG@10 with reasoning (greedy), the number tracked during training."""
-        return self.dev(self.model)
-
-    # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self) -> Path:
-        """Adapter + optimiser + RNG + step + environment state, atomically; keep the latest two."""
-        def save_env(folder: Path) -> None:
-            np.savez(folder / "env.npz", **self.env.state())
-
-        return checkpoint.save(self.output, self.step, self.model, self.optimizer,
-                               {"rl": asdict(self.config), "env": asdict(self.env_config)}, save_env)
-
-    def resume(self) -> bool:
-        found = checkpoint.load_latest(self.output, self.model, self.optimizer)
-        if found is None:
-            return False
-        self.step, folder = found
-        with np.load(folder / "env.npz") as saved:
-            state = {k: saved[k] for k in saved.files}
-        self._env = self._make_env(state)
-        return True
-
-    # ------------------------------------------------------------------ the loop
-    def train(self, resume: bool = False) -> Path:
+    # ------------------------------------------------------------------ what the shared loop asks
+    @property
+    def schedule(self) -> Schedule:
         c = self.config
-        self.output.mkdir(parents=True, exist_ok=True)
-        if distributed.is_main():
-            (self.output / "rl_config.json").write_text(
-                json.dumps({"rl": asdict(c), "env": asdict(self.env_config)}, indent=2) + "\n")
-        if resume and self.resume():
-            print(f"resumed from step {self.step}")
-            if distributed.is_main():
-                _truncate_log(self.output / "metrics.jsonl", self.step)
-        log = open(self.output / "metrics.jsonl", "a", encoding="utf-8") if distributed.is_main() else None
-        if c.eval_every and self.step == 0:
-            if distributed.is_main():
-                log.write(json.dumps({"step": 0, **self.evaluate_dev()}) + "\n")
-            distributed.barrier()
-        bar = tqdm(total=c.steps, initial=self.step, desc="grpo", unit="step", disable=not distributed.is_main())
-        start = time.perf_counter()
-        while self.step < c.steps:
-            if c.time_limit_minutes and time.perf_counter() - start > 60 * c.time_limit_minutes:
-                print(f"time limit of {c.time_limit_minutes} min reached at step {self.step}")
-                if distributed.is_main():
-                    self.save_checkpoint()  # so `--resume` continues from here
-                break
-            t0 = time.perf_counter()
-            record = {"step": self.step + 1, **self.train_step(), "seconds": time.perf_counter() - t0}
-            if c.eval_every and (self.step % c.eval_every == 0 or self.step == c.steps):
-                if distributed.is_main():
-                    record.update(self.evaluate_dev())
-                distributed.barrier()
-            if log is not None:
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            bar.set_postfix({"reward": f"{record['reward_mean']:.3f}±{record['reward_std']:.3f}",
-                             "kl": f"{record['kl']:.4f}", "forced": f"{record['forced_rate']:.2f}",
-                             "enc": record["encodings"]}
-                            | ({"dev": f"{record['dev_ndcg@10']:.3f}"} if "dev_ndcg@10" in record else {}))
-            bar.update(1)
-            if c.save_every and self.step % c.save_every == 0 and self.step < c.steps:
-                if distributed.is_main():
-                    self.save_checkpoint()
-                distributed.barrier()
-        bar.close()
-        if log is not None:
-            log.close()
-        self.model.model.eval()
-        if distributed.is_main():
-            self.model.save_pretrained(self.output, keep=("checkpoints", "metrics.jsonl", "rl_config.json",
-                                                          "reward.png", SUMMARY_FILE))
-            plot_rewards(self.output / "metrics.jsonl", self.output / "reward.png")
-            summary = {"wall_seconds": time.perf_counter() - start, "steps": self.step,
-                       "queries": len(self.query_ids), "corpus": len(self.env)}
-            (self.output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-            write_model_card(self.output)
-        distributed.barrier()
-        print(f"trained to step {self.step} in {time.perf_counter() - start:.0f} s -> {self.output}")
-        return self.output
+        return Schedule(c.steps, c.eval_every, c.save_every, 1, c.time_limit_minutes)
 
+    def settings(self) -> dict:
+        return {"rl": asdict(self.config), "env": asdict(self.env_config)}
 
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop records after `step` (written after the checkpoint a resumed run restarts from)."""
-    if path.is_file():
-        keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        path.write_text("".join(line + "\n" for line in keep))
+    def summary(self) -> dict:
+        return {"queries": len(self.query_ids), "corpus": len(self.data.corpus),
+                "hardware": hardware_description(self.model.device) + ", fp32"}
+
+    def progress(self, record: dict) -> dict[str, str]:
+        return {"reward": f"{record['reward_mean']:.3f}±{record['reward_std']:.3f}", "kl": f"{record['kl']:.4f}",
+                "forced": f"{record['forced_rate']:.2f}", "enc": str(record["encodings"])}
+
+    def plot(self, metrics: Path, path: Path) -> None:
+        plot_rewards(metrics, path)
+
+    def save_extra(self, folder: Path) -> None:
+        """The environment's vectors and graph, so a resumed run need not re-encode the corpus."""
+        np.savez(folder / "env.npz", **self.env.state())
+
+    def restore_extra(self, folder: Path) -> None:
+        with np.load(folder / "env.npz") as saved:
+            self._env = self._make_env({k: saved[k] for k in saved.files})
 
 
 def plot_rewards(metrics: Path, path: Path) -> None:
@@ -414,7 +353,7 @@ def plot_rewards(metrics: Path, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    every = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    every = read_metrics(metrics)
     records = [r for r in every if "reward_mean" in r]
     if not records:
         return

@@ -11,27 +11,24 @@ Queries and documents go through the same prompt assembly and the same read-out 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import random
-import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .. import assets, losses
 from ..config import load_section
-from ..model_card import SUMMARY_FILE, write_model_card
 from ..modeling import EmbedConfig, SearchR3, cpu_supports_bf16, embed_token_states
 from ..prompts import Prompt
 from ..runtime import tune_malloc
-from . import checkpoint, distributed
+from . import distributed
 from .examples import Example, PooledDev, build_examples
+from .loop import Schedule, Trainer, hardware_description, read_metrics
 
 
 @dataclass
@@ -146,8 +143,10 @@ def _assistant_positions(prompts: list[Prompt]) -> tuple[list[int], list[int], l
     return rows, positions, targets
 
 
-class SFTTrainer:
-    """Runs Stage 1: batches, losses, optimiser, JSONL metrics, atomic checkpoints, exact resume."""
+class SFTTrainer(Trainer):
+    """Runs Stage 1: batches, losses, optimiser; the loop (logs, checkpoints, resume) is `Trainer.train`."""
+
+    name, config_file, plot_file = "sft", "sft_config.json", "loss.png"
 
     def __init__(self, config: SFTConfig, output: str | os.PathLike, examples: list[Example] | None = None):
         self.config, self.output = config, Path(output)
@@ -304,103 +303,28 @@ class SFTTrainer:
         totals["lr"] = self.optimizer.param_groups[0]["lr"]
         return totals
 
-    # ------------------------------------------------------------------ evaluation
-    def evaluate_dev(self) -> dict[str, float]:
-        """Pooled dev nDCG@10 (direct queries), the number tracked during training."""
-        return self.dev(self.model)
+    # ------------------------------------------------------------------ what the shared loop asks
+    @property
+    def schedule(self) -> Schedule:
+        c = self.config
+        return Schedule(c.steps, c.eval_every, c.save_every, c.log_every, c.time_limit_minutes)
 
-    def write_summary(self, seconds: float) -> None:
-        """Record wall time (summed over resumed sessions), examples per source and hardware for the card."""
+    def settings(self) -> dict:
+        return asdict(self.config)
+
+    def summary(self) -> dict:
+        """Examples per source and hardware, for the card."""
         examples: dict[str, int] = {}
         for e in self.examples:
             examples[e.source] = examples.get(e.source, 0) + 1
-        summary = {"wall_seconds": self.wall_before + seconds, "steps": self.step,
-                   "examples": examples, "hardware": hardware_description(self.model.device)
-                   + (", bf16 autocast" if self.use_bf16 else ", fp32")}
-        (self.output / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        return {"examples": examples, "hardware": hardware_description(self.model.device)
+                + (", bf16 autocast" if self.use_bf16 else ", fp32")}
 
-    # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self) -> Path:
-        """Write model + optimiser + RNG + step to checkpoints/step-N atomically; keep the latest two."""
-        return checkpoint.save(self.output, self.step, self.model, self.optimizer, asdict(self.config))
+    def progress(self, record: dict) -> dict[str, str]:
+        return {k: f"{record[k]:.3f}" for k in ("total", "sft", "kl", "infonce", "triplet")}
 
-    def resume(self) -> bool:
-        """Load the latest checkpoint, if any; returns whether one was found."""
-        found = checkpoint.load_latest(self.output, self.model, self.optimizer)
-        if found:
-            self.step = found[0]
-        return found is not None
-
-    # ------------------------------------------------------------------ the loop
-    def train(self, resume: bool = False) -> Path:
-        """Train to `steps`, logging JSONL and checkpointing; returns the output folder (a loadable model)."""
-        c = self.config
-        self.output.mkdir(parents=True, exist_ok=True)
-        if distributed.is_main():
-            (self.output / "sft_config.json").write_text(json.dumps(asdict(c), indent=2) + "\n")
-        if resume and self.resume():
-            print(f"resumed from step {self.step}")
-        summary = self.output / SUMMARY_FILE
-        self.wall_before = json.loads(summary.read_text())["wall_seconds"] if resume and summary.is_file() else 0.0
-        log = open(self.output / "metrics.jsonl", "a", encoding="utf-8") if distributed.is_main() else None
-        if c.eval_every and self.step == 0:  # the starting point, so the curve shows what training changed
-            if distributed.is_main():
-                start_scores = self.evaluate_dev()
-                log.write(json.dumps({"step": 0, **start_scores}) + "\n")
-                print(f"pooled dev nDCG@10 before training: {start_scores['dev_ndcg@10']:.3f}")
-            distributed.barrier()
-        bar = tqdm(total=c.steps, initial=self.step, desc="sft", unit="step", disable=not distributed.is_main())
-        start = time.perf_counter()
-        while self.step < c.steps:
-            if c.time_limit_minutes and time.perf_counter() - start > 60 * c.time_limit_minutes:
-                print(f"time limit of {c.time_limit_minutes} min reached at step {self.step}")
-                break
-            t0 = time.perf_counter()
-            metrics = self.train_step()
-            metrics["seconds"] = time.perf_counter() - t0
-            metrics["tokens_per_s"] = metrics["tokens"] / metrics["seconds"]
-            record = {"step": self.step, **metrics}
-            out_of_time = c.time_limit_minutes and time.perf_counter() - start > 60 * c.time_limit_minutes
-            if c.eval_every and (self.step % c.eval_every == 0 or self.step == c.steps or out_of_time):
-                if distributed.is_main():
-                    record.update(self.evaluate_dev())
-                distributed.barrier()
-            if log is not None and (self.step % c.log_every == 0 or "dev_ndcg@10" in record):
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-            bar.set_postfix({k: f"{record[k]:.3f}" for k in ("total", "sft", "kl", "infonce", "triplet")}
-                            | ({"dev": f"{record['dev_ndcg@10']:.3f}"} if "dev_ndcg@10" in record else {}))
-            bar.update(1)
-            if c.save_every and self.step % c.save_every == 0 and self.step < c.steps:
-                if distributed.is_main():
-                    self.save_checkpoint()
-                    self.write_summary(time.perf_counter() - start)
-                distributed.barrier()
-        bar.close()
-        if log is not None:
-            log.close()
-        self.model.model.eval()
-        if distributed.is_main():
-            self.model.save_pretrained(self.output, keep=("checkpoints", "metrics.jsonl", "sft_config.json",
-                                                          "loss.png", SUMMARY_FILE))
-            plot_losses(self.output / "metrics.jsonl", self.output / "loss.png")
-            self.write_summary(time.perf_counter() - start)
-            write_model_card(self.output)
-        distributed.barrier()
-        print(f"trained to step {self.step} in {time.perf_counter() - start:.0f} s -> {self.output}")
-        return self.output
-
-
-def hardware_description(device: torch.device) -> str:
-    """A short human description of where training ran, for the model card."""
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} × {distributed.world()}"
-    name = "CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        name = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                     if line.startswith("model name")), name)
-    return f"{name}, {torch.get_num_threads()} threads × {distributed.world()} process(es)"
+    def plot(self, metrics: Path, path: Path) -> None:
+        plot_losses(metrics, path)
 
 
 def plot_losses(metrics: Path, path: Path) -> None:
@@ -410,7 +334,7 @@ def plot_losses(metrics: Path, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    every = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    every = read_metrics(metrics)
     records = [r for r in every if "total" in r]
     if not records:
         return

@@ -13,8 +13,8 @@ from searchr3.train.grpo import GRPOTrainer
 folder, out = sys.argv[1], sys.argv[2]
 trainer = GRPOTrainer(config(folder, batch_queries=4), ENV, out + "/run", toy_dataset())
 metrics = trainer.train_step()
-checksum = sum(float(p.detach().double().sum()) for p in trainer.model.model.parameters() if p.requires_grad)
+grads = torch.cat([p.grad.flatten() for p in trainer.model.model.parameters() if p.requires_grad])  # averaged, clipped
 if distributed.is_main():
-    json.dump({"metrics": metrics, "checksum": checksum, "world": distributed.world()},
-              open(out + "/result.json", "w"))
+    json.dump({"metrics": metrics, "world": distributed.world()}, open(out + "/result.json", "w"))
+    torch.save(grads, out + "/grads.pt")
 torch.distributed.destroy_process_group()

@@ -1,4 +1,5 @@
-"""Run by test_distributed.py under `torchrun --nproc_per_node 2`: one SFT step on the tiny model."""
+"""Run by test_distributed.py under `torchrun --nproc_per_node 2`: one SFT step on the tiny model, then one
+more through the training loop, stopped by its time limit."""
 
 import json
 import sys
@@ -17,4 +18,6 @@ grads = torch.cat([p.grad.flatten() for p in trainer.model.model.parameters() if
 if distributed.is_main():
     json.dump({"totals": totals, "world": distributed.world()}, open(out + "/result.json", "w"))
     torch.save(grads, out + "/grads.pt")
+trainer.config.time_limit_minutes = 1e-9  # the shared loop: both ranks must stop, checkpoint and save together
+trainer.train()
 torch.distributed.destroy_process_group()

@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo) give the same losses and the same gradient as one process on the global batch."""
+"""Two CPU processes (gloo) give the same losses and the same gradient as one process on the global batch,
+and run the training loop together."""
 
 import json
 import os
@@ -38,3 +39,7 @@ def test_two_processes_match_one(tiny_folder, tmp_path):
     assert result["totals"]["grad_norm"] == pytest.approx(totals["grad_norm"], rel=2e-3)
     other = torch.load(tmp_path / "grads.pt")
     assert float(torch.nn.functional.cosine_similarity(other, grads, dim=0)) > 0.9999  # 0.999993 measured
+    # The loop under two processes: both stopped at the time limit after step 2, rank 0 checkpointed and saved.
+    run = tmp_path / "run"
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [2]
+    assert (run / "checkpoints" / "step-000002").is_dir() and (run / "adapter_model.safetensors").is_file()

@@ -8,6 +8,7 @@ import torch
 
 from searchr3 import SearchR3
 from searchr3.train.examples import Example, parse_source
+from searchr3.train.loop import read_metrics
 from searchr3.train.sft import SFTConfig, SFTTrainer, lr_at
 
 TOPICS = ["rain and clouds", "stars and planets", "cells and genes", "rivers and seas", "cars and roads",
@@ -76,6 +77,26 @@ def test_lora_run_saves_a_loadable_model(tiny_folder, tmp_path):
     row = loaded.embed_token_id
     moved = loaded.model.get_input_embeddings().weight[row] - base.model.get_input_embeddings().weight[row]
     assert moved.abs().max() > 0  # the new token's row trained and was saved with the adapter
+
+
+def test_time_limit_checkpoints_and_resume_redoes_the_log_after_it(tiny_folder, tmp_path):
+    out = tmp_path / "run"
+    SFTTrainer(_config(tiny_folder, time_limit_minutes=1e-9), out, _examples()).train()
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000001"]  # saved at the limit
+    (first,) = read_metrics(out / "metrics.jsonl")
+    assert first["step"] == 1
+    with open(out / "metrics.jsonl", "a") as log:  # a step after the checkpoint, then a write cut short
+        log.write(json.dumps({**first, "step": 2, "total": -1.0}) + "\n" + '{"step": 3, "tot')
+    summary = json.loads((out / "train_summary.json").read_text())
+    (out / "train_summary.json").write_text(json.dumps({**summary, "wall_seconds": 1000.0}))
+    SFTTrainer(_config(tiny_folder), out, _examples()).train(resume=True)
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 2, 3, 4] and records[1]["total"] > 0  # step 2 redone, once
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 4 and summary["wall_seconds"] > 1000.0  # the sessions' times add up
+    (tmp_path / "torn.jsonl").write_text('{"step": 1\n{"step": 2}\n')
+    with pytest.raises(json.JSONDecodeError):  # only the last line may be torn; elsewhere it is damage
+        read_metrics(tmp_path / "torn.jsonl")
 
 
 def test_starting_from_an_adapter_continues_it(tiny_folder, tmp_path):

@@ -7,6 +7,7 @@
 """
 
 from .assets import ALIASES, BUNDLED_MODELS, DEFAULT_MODEL, RELEASED_MODELS, registered_names, resolve_model
+from .config import ConfigError
 from .data import DataError, Document, read_corpus, read_qrels, read_queries
 from .index import IndexMismatchError, VectorIndex
 from .modeling import EmbedConfig, Reasoning, SearchR3, embed_token_states
@@ -18,7 +19,7 @@ from .service_process import ServiceProcess
 _SERVICE = ("ServeConfig", "Service", "create_app")  # need FastAPI: imported on first use
 
 __all__ = [
-    "ALIASES", "BUNDLED_MODELS", "DEFAULT_MODEL", "DataError", "Document", "EMBED_TOKEN", "EmbedConfig",
+    "ALIASES", "BUNDLED_MODELS", "ConfigError", "DEFAULT_MODEL", "DataError", "Document", "EMBED_TOKEN", "EmbedConfig",
     "Hit", "IndexMismatchError", "MTEBEncoder", "PromptBuilder", "RELEASED_MODELS", "Reasoning", "SearchR3",
     "SearchResult", "ServiceProcess", "VectorIndex", "build_index", "embed_token_states", "read_corpus",
     "read_qrels", "read_queries", "registered_names", "resolve_model", "search", *_SERVICE,

@@ -38,13 +38,13 @@ warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprec
 class EmbedConfig:
     """Inference settings; every default can be overridden from YAML (configs/)."""
 
-    batch_size: int = 16  # texts per forward pass
-    max_length: int = 512  # tokens of user text kept per document or query; the rest is cut
-    reasoning_tokens: int = 64  # budget of generated reasoning tokens before the token is forced
-    min_reasoning_tokens: int = 0  # the token (and end of turn) are barred before this many tokens of analysis
-    temperature: float = 0.7  # only when sampling (RL rollouts, sample=True)
-    top_p: float = 0.95  # nucleus sampling mass, only when sampling
-    pad_to_multiple: int = 16  # pad batch length to a multiple of this (steadier kernel speed)
+    batch_size: int = field(default=16, metadata={"ge": 1})  # texts per forward pass
+    max_length: int = field(default=512, metadata={"ge": 1})  # tokens of user text kept per document or query
+    reasoning_tokens: int = field(default=64, metadata={"ge": 1})  # reasoning budget before the token is forced
+    min_reasoning_tokens: int = field(default=0, metadata={"ge": 0})  # token and end of turn barred before this many
+    temperature: float = field(default=0.7, metadata={"gt": 0})  # only when sampling (RL rollouts, sample=True)
+    top_p: float = field(default=0.95, metadata={"gt": 0, "le": 1})  # nucleus sampling mass, only when sampling
+    pad_to_multiple: int = field(default=16, metadata={"ge": 1})  # pad batch length to a multiple (steadier kernels)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_length", "reasoning_tokens", "pad_to_multiple"):

@@ -15,7 +15,7 @@ batch or text limits, 422 for malformed JSON, wrong types and out-of-range value
 import base64
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from pathlib import Path
 from typing import Annotated, Literal
@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .index import KINDS
 from .journal import JournaledIndex
 from .modeling import SearchR3
 from .prompts import document_text
@@ -37,11 +38,11 @@ from .search import search as search_index
 class ServeConfig:
     """Service limits and storage options (the `serve:` section of configs/serve.yaml)."""
 
-    max_batch: int = 64  # texts per /v1/embeddings call, documents per /v1/documents call
-    max_chars: int = 20_000  # characters per text (longer texts are rejected, not cut)
-    max_k: int = 100  # hits per search
-    index_kind: str = "flat"  # kind of a newly created index: flat (exact) or hnsw
-    compact_every: int = 1000  # journal entries between index snapshots
+    max_batch: int = field(default=64, metadata={"ge": 1})  # texts per /v1/embeddings, documents per /v1/documents
+    max_chars: int = field(default=20_000, metadata={"ge": 1})  # characters per text (longer: rejected, not cut)
+    max_k: int = field(default=100, metadata={"ge": 1})  # hits per search
+    index_kind: str = field(default="flat", metadata={"choices": KINDS})  # a new index: flat (exact) or hnsw
+    compact_every: int = field(default=1000, metadata={"ge": 1})  # journal entries between index snapshots
 
 
 class ServiceError(Exception):

@@ -33,18 +33,23 @@ Encoder = Callable[[Sequence[int]], np.ndarray]
 class EnvConfig:
     """Environment settings (the `env:` section of configs/rl.yaml)."""
 
-    refresh: str = "local"  # local | full (re-encode the whole corpus every step: the exact reference)
-    top_k: int = 20  # each rollout's current top-k documents join the affected region
-    neighbours: int = 4  # graph neighbours added per affected document (0: none)
-    graph: str = "exact"  # exact kNN graph (FAISS flat) or hnsw (FAISS HNSW, for large corpora)
-    full_every: int = 100  # full re-encode every R steps (0: never, drift permitting)
-    drift_bound: float = 0.05  # full re-encode at once when the refreshed documents drifted more
-    reward_k: int = 10  # nDCG@k
-    gain: str = "linear"  # DCG form: linear (trec_eval) or exponential (2^rel - 1)
-    format_penalty: float = 0.5  # subtracted when the embed token had to be forced
-    length_penalty: float = 0.0  # per reasoning token beyond length_free
-    length_free: int = 64
-    fidelity_every: int = 0  # every M steps compare cached rewards with an exact re-encode (0: never)
+    # local | full (re-encode the whole corpus every step: the exact reference)
+    refresh: str = field(default="local", metadata={"choices": ("local", "full")})
+    top_k: int = field(default=20, metadata={"ge": 1})  # each rollout's current top-k join the affected region
+    neighbours: int = field(default=4, metadata={"ge": 0})  # graph neighbours added per affected document (0: none)
+    # exact kNN graph (FAISS flat) or hnsw (FAISS HNSW, for large corpora)
+    graph: str = field(default="exact", metadata={"choices": ("exact", "hnsw")})
+    full_every: int = field(default=100, metadata={"ge": 0})  # full re-encode every R steps (0: only on drift)
+    # full re-encode at once when the refreshed documents drifted more (1 - mean cosine)
+    drift_bound: float = field(default=0.05, metadata={"ge": 0})
+    reward_k: int = field(default=10, metadata={"ge": 1})  # nDCG@k
+    # DCG form: linear (trec_eval) or exponential (2^rel - 1)
+    gain: str = field(default="linear", metadata={"choices": reward.GAINS})
+    format_penalty: float = field(default=0.5, metadata={"ge": 0})  # subtracted when the embed token had to be forced
+    length_penalty: float = field(default=0.0, metadata={"ge": 0})  # per reasoning token beyond length_free
+    length_free: int = field(default=64, metadata={"ge": 0})
+    # every M steps compare cached rewards with an exact re-encode (0: never)
+    fidelity_every: int = field(default=0, metadata={"ge": 0})
 
     def __post_init__(self) -> None:
         if self.refresh not in ("local", "full"):

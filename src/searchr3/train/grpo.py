@@ -20,7 +20,7 @@ import math
 import os
 import random
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,33 +46,35 @@ class RLConfig:
 
     init: str = "searchr3-smollm2-135m-sft"  # Stage-1 adapter (or a base model) to start from
     data: str = "scifact:train"  # queries and judgements; never a test split
-    max_queries: int = 200  # a seeded sample of the split's queries
-    corpus_depth: int = 0  # 0: the split's whole corpus; N: a pooled corpus (BM25 top-N of each query + positives)
-    max_length: int = 128  # tokens of query/document text
-    reasoning_tokens: int = 32  # budget of each rollout's reasoning
-    min_reasoning_tokens: int = 0  # bar the embed token before this many tokens (saved with the model)
-    group: int = 4  # G: rollouts per query
-    batch_queries: int = 4  # queries per step
-    temperature: float = 1.0
-    top_p: float = 1.0
-    lora_r: int = 16  # for a fresh adapter (starting from a base model)
-    lora_alpha: int = 32
-    lr: float = 1e-5
-    warmup_steps: int = 5
-    steps: int = 100
-    max_grad_norm: float = 1.0
-    updates: int = 1  # μ: optimiser steps on each batch of rollouts (the clip only binds when > 1)
-    clip_eps: float = 0.2  # ε of the clipped surrogate
-    beta: float = 0.04  # weight of KL to the reference policy
-    w_aux: float = 0.0  # weight of the auxiliary InfoNCE on rollout vectors
-    tau: float = 0.05  # its temperature
-    seed: int = 0
-    eval_every: int = 25  # pooled dev nDCG@10 with reasoning every N steps (0: never)
+    max_queries: int = field(default=200, metadata={"ge": 1})  # a seeded sample of the split's queries
+    # 0: the split's whole corpus; N: a pooled corpus (BM25 top-N of each query + positives)
+    corpus_depth: int = field(default=0, metadata={"ge": 0})
+    max_length: int = field(default=128, metadata={"ge": 1})  # tokens of query/document text
+    reasoning_tokens: int = field(default=32, metadata={"ge": 1})  # budget of each rollout's reasoning
+    min_reasoning_tokens: int = field(default=0, metadata={"ge": 0})  # bar the token before this many (saved)
+    group: int = field(default=4, metadata={"ge": 2})  # G: rollouts per query
+    batch_queries: int = field(default=4, metadata={"ge": 1})  # queries per step
+    temperature: float = field(default=1.0, metadata={"gt": 0})
+    top_p: float = field(default=1.0, metadata={"gt": 0, "le": 1})
+    lora_r: int = field(default=16, metadata={"ge": 1})  # for a fresh adapter (starting from a base model)
+    lora_alpha: int = field(default=32, metadata={"ge": 1})
+    lr: float = field(default=1e-5, metadata={"gt": 0})
+    warmup_steps: int = field(default=5, metadata={"ge": 0})
+    steps: int = field(default=100, metadata={"ge": 1})
+    max_grad_norm: float = field(default=1.0, metadata={"gt": 0})
+    # μ: optimiser steps on each batch of rollouts (the clip only binds when > 1)
+    updates: int = field(default=1, metadata={"ge": 1})
+    clip_eps: float = field(default=0.2, metadata={"gt": 0})  # ε of the clipped surrogate
+    beta: float = field(default=0.04, metadata={"ge": 0})  # weight of KL to the reference policy
+    w_aux: float = field(default=0.0, metadata={"ge": 0})  # weight of the auxiliary InfoNCE on rollout vectors
+    tau: float = field(default=0.05, metadata={"gt": 0})  # its temperature
+    seed: int = field(default=0, metadata={"ge": 0})
+    eval_every: int = field(default=25, metadata={"ge": 0})  # pooled dev nDCG@10 (reasoning) every N steps (0: never)
     dev: str = "wiki-known-item:dev"
-    dev_queries: int = 40
-    dev_depth: int = 10
-    save_every: int = 25
-    time_limit_minutes: float | None = None
+    dev_queries: int = field(default=40, metadata={"ge": 1})
+    dev_depth: int = field(default=10, metadata={"ge": 1})
+    save_every: int = field(default=25, metadata={"ge": 0})  # checkpoint every N steps (0: only at the end)
+    time_limit_minutes: float | None = field(default=None, metadata={"gt": 0})
 
     def __post_init__(self) -> None:
         if self.group < 2:

@@ -38,43 +38,44 @@ class SFTConfig:
     # data
     init: str = "smollm2-135m-instruct"  # base model: registered name or folder
     sources: list[str] = field(default_factory=lambda: ["scifact:train", "birco-wtb:dev", "wiki-known-item:train"])
-    max_per_source: int | None = None  # cap examples per source (None: all)
-    negatives: int = 1  # BM25 hard negatives per query
-    neg_rank_min: int = 3  # skip BM25's top ranks (often unjudged positives)
-    neg_rank_max: int = 30
-    max_length: int = 256  # tokens of query/document text
-    reasoning_fraction: float = 0.0  # share of queries trained in reasoning form, with the model's own trace
-    reasoning_tokens: int = 64  # budget of those self-generated traces
+    max_per_source: int | None = field(default=None, metadata={"ge": 1})  # cap examples per source (None: all)
+    negatives: int = field(default=1, metadata={"ge": 0})  # BM25 hard negatives per query
+    neg_rank_min: int = field(default=3, metadata={"ge": 0})  # skip BM25's top ranks (often unjudged positives)
+    neg_rank_max: int = field(default=30, metadata={"ge": 1})
+    max_length: int = field(default=256, metadata={"ge": 1})  # tokens of query/document text
+    reasoning_fraction: float = field(default=0.0, metadata={"ge": 0, "le": 1})  # share in reasoning form (own trace)
+    reasoning_tokens: int = field(default=64, metadata={"ge": 1})  # budget of those self-generated traces
     # model
-    lora_r: int = 16  # 0 = full fine-tune
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
+    lora_r: int = field(default=16, metadata={"ge": 0})  # 0 = full fine-tune
+    lora_alpha: int = field(default=32, metadata={"ge": 1})
+    lora_dropout: float = field(default=0.0, metadata={"ge": 0, "lt": 1})
     # loss (Search-R3: plain sum)
-    w_sft: float = 1.0
-    w_kl: float = 1.0
-    w_infonce: float = 1.0
-    w_triplet: float = 1.0
-    w_token: float = 0.0  # extra NLL on the embed token alone (not in the paper; see the module docstring)
-    tau: float = 0.05  # InfoNCE temperature τ
-    margin: float = 0.1  # triplet margin θ
+    w_sft: float = field(default=1.0, metadata={"ge": 0})
+    w_kl: float = field(default=1.0, metadata={"ge": 0})
+    w_infonce: float = field(default=1.0, metadata={"ge": 0})
+    w_triplet: float = field(default=1.0, metadata={"ge": 0})
+    w_token: float = field(default=0.0, metadata={"ge": 0})  # extra NLL on the token alone (module docstring)
+    tau: float = field(default=0.05, metadata={"gt": 0})  # InfoNCE temperature τ
+    margin: float = field(default=0.1, metadata={"ge": 0})  # triplet margin θ
     # optimisation
-    steps: int = 200
-    batch_size: int = 16  # queries per optimiser step (each with a positive and its negatives)
-    grad_accum: int = 1  # micro-batches per step; batch_size must divide by it
-    lr: float = 2e-4  # LoRA; ~3e-5 for a full fine-tune
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
-    max_grad_norm: float = 1.0
-    bf16: str = "auto"  # autocast: auto (only where bf16 is native), on, off
-    seed: int = 0
+    steps: int = field(default=200, metadata={"ge": 1})
+    batch_size: int = field(default=16, metadata={"ge": 2})  # queries per step (each: a positive + negatives)
+    grad_accum: int = field(default=1, metadata={"ge": 1})  # micro-batches per step; batch_size must divide by it
+    lr: float = field(default=2e-4, metadata={"gt": 0})  # LoRA; ~3e-5 for a full fine-tune
+    weight_decay: float = field(default=0.0, metadata={"ge": 0})
+    warmup_steps: int = field(default=10, metadata={"ge": 0})
+    max_grad_norm: float = field(default=1.0, metadata={"gt": 0})
+    # autocast: auto (only where bf16 is native), on, off
+    bf16: str = field(default="auto", metadata={"choices": ("auto", "on", "off")})
+    seed: int = field(default=0, metadata={"ge": 0})
     # logging and evaluation
-    log_every: int = 1
-    eval_every: int = 50  # pooled dev nDCG@10 every N steps (0: never)
+    log_every: int = field(default=1, metadata={"ge": 1})
+    eval_every: int = field(default=50, metadata={"ge": 0})  # pooled dev nDCG@10 every N steps (0: never)
     dev: str = "wiki-known-item:dev"
-    dev_queries: int = 100
-    dev_depth: int = 20
-    save_every: int = 50
-    time_limit_minutes: float | None = None  # stop (and save) once training has run this long
+    dev_queries: int = field(default=100, metadata={"ge": 1})
+    dev_depth: int = field(default=20, metadata={"ge": 1})
+    save_every: int = field(default=50, metadata={"ge": 0})  # checkpoint every N steps (0: only at the end)
+    time_limit_minutes: float | None = field(default=None, metadata={"gt": 0})  # stop (and save) after this long
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.reasoning_fraction <= 1.0:

@@ -208,7 +208,7 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
     from .config import override
     from .train.sft import load_sft_config, train_sft
 
-    config = override(load_sft_config(args.config), args.set)
+    config = override(load_sft_config(args.config), args.set, f"{args.config} [sft] --set")
     output = args.output or f"runs/sft-{Path(args.config).stem}"
     train_sft(config, output, resume=args.resume)
     return 0
@@ -221,8 +221,8 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
     from .train.grpo import load_rl_config, train_rl
 
     config, env_config = load_rl_config(args.config)
-    config = override(config, args.set)
-    env_config = override(env_config, args.set_env, "--set-env")
+    config = override(config, args.set, f"{args.config} [rl] --set")
+    env_config = override(env_config, args.set_env, f"{args.config} [env] --set-env")
     if args.init:
         config = dataclasses.replace(config, init=args.init)
     output = args.output or f"runs/rl-{Path(args.config).stem}"

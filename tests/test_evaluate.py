@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from searchr3 import DataError
 from searchr3.baselines import BM25Retriever, SearchR3Retriever
@@ -111,6 +112,53 @@ def test_reasoning_cache_hits_on_rerun(tiny, tmp_path):
     assert (fresh.reasoning_cache.hits, fresh.reasoning_cache.misses) == (1, 0)
     vectors = fresh.vector_cache.embed_documents(tiny, ["some text", "other text"])
     np.testing.assert_allclose(vectors, tiny.embed_documents(["some text", "other text"]), atol=1e-6)
+
+
+def _assert_same_reasoning(cached, fresh):
+    assert (cached.trace, cached.forced, cached.token_ids, cached.stop) == \
+        (fresh.trace, fresh.forced, fresh.token_ids, fresh.stop)
+    np.testing.assert_array_equal(cached.vector, fresh.vector)
+
+
+def test_reasoning_cache_keeps_how_each_trace_ended(tiny, tmp_path, monkeypatch):
+    from searchr3.cache import ReasoningCache
+
+    queries = ["what causes rain", "why is the sky blue"]
+    budget = tiny.reason(queries, max_new_tokens=3)  # the random model runs out of budget
+    eos = tiny.tokenizer.eos_token_id
+    with monkeypatch.context() as m:  # and one trace that ends its turn
+        m.setattr(tiny, "_next_tokens", lambda logits, sampling, generator: torch.full((len(logits),), eos))
+        ended = tiny.reason(["tallest tower"], max_new_tokens=3)
+        ReasoningCache(tmp_path / "r.sqlite").reason(tiny, ["tallest tower"], max_new_tokens=3)
+    assert [r.stop for r in budget + ended] == ["budget", "budget", "eos"]
+    ReasoningCache(tmp_path / "r.sqlite").reason(tiny, queries, max_new_tokens=3)
+    cache = ReasoningCache(tmp_path / "r.sqlite")
+    cached = cache.reason(tiny, queries + ["tallest tower"], max_new_tokens=3)
+    assert (cache.hits, cache.misses) == (3, 0)
+    for c, f in zip(cached, budget + ended):
+        _assert_same_reasoning(c, f)
+
+
+def test_reasoning_cache_regenerates_rows_written_without_stop(tiny, tmp_path):
+    """A cache written before `stop` was stored: its rows are misses, regenerated and rewritten."""
+    import sqlite3
+
+    from searchr3.cache import ReasoningCache
+
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE reasoning (key TEXT PRIMARY KEY, trace TEXT, forced INTEGER, token_ids TEXT, vector BLOB)")
+    old.execute("INSERT INTO reasoning VALUES (?, 'stale', 1, '[1]', ?)",
+                (ReasoningCache.key(tiny, "what causes rain", 3), np.zeros(tiny.dim, np.float32).tobytes()))
+    old.commit()
+    old.close()
+    cache = ReasoningCache(path)
+    fresh = tiny.reason(["what causes rain"], max_new_tokens=3)[0]
+    _assert_same_reasoning(cache.reason(tiny, ["what causes rain"], max_new_tokens=3)[0], fresh)
+    assert (cache.hits, cache.misses) == (0, 1)
+    again = ReasoningCache(path)
+    _assert_same_reasoning(again.reason(tiny, ["what causes rain"], max_new_tokens=3)[0], fresh)
+    assert (again.hits, again.misses) == (1, 0)
 
 
 def test_cli_eval_and_report(tmp_path, capsys):

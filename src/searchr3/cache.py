@@ -28,13 +28,20 @@ def cache_dir() -> Path:
 
 
 class ReasoningCache:
-    """A SQLite table of greedy reasoning results keyed by model, prompt, query and budget."""
+    """A SQLite table of greedy reasoning results keyed by model, prompt, query and budget.
+
+    Rows written before `stop` was stored have it NULL: they count as misses and are
+    regenerated (the row alone cannot tell a budget stop from an end of turn on the last step).
+    """
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path else cache_dir() / "reasoning.sqlite"
         self._db = sqlite3.connect(self.path)
         self._db.execute("CREATE TABLE IF NOT EXISTS reasoning (key TEXT PRIMARY KEY, trace TEXT, "
-                         "forced INTEGER, token_ids TEXT, vector BLOB)")
+                         "forced INTEGER, token_ids TEXT, vector BLOB, stop TEXT)")
+        if "stop" not in {row[1] for row in self._db.execute("PRAGMA table_info(reasoning)")}:
+            with self._db:
+                self._db.execute("ALTER TABLE reasoning ADD COLUMN stop TEXT")
         self.hits = self.misses = 0
 
     @staticmethod
@@ -51,20 +58,23 @@ class ReasoningCache:
         found: dict[str, Reasoning] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
-            rows = self._db.execute(f"SELECT key, trace, forced, token_ids, vector FROM reasoning WHERE key IN "
-                                    f"({','.join('?' * len(chunk))})", chunk).fetchall()
-            for key, trace, forced, token_ids, vector in rows:
+            rows = self._db.execute(f"SELECT key, trace, forced, token_ids, vector, stop FROM reasoning "
+                                    f"WHERE stop IS NOT NULL AND key IN ({','.join('?' * len(chunk))})",
+                                    chunk).fetchall()
+            for key, trace, forced, token_ids, vector, stop in rows:
                 found[key] = Reasoning(trace, bool(forced), json.loads(token_ids),
-                                       np.frombuffer(vector, dtype=np.float32).copy())
+                                       np.frombuffer(vector, dtype=np.float32).copy(), stop)
         missing = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
         if missing:
             fresh = model.reason([t for _, t in missing], max_new_tokens=budget, show_progress=show_progress)
             with self._db:
-                self._db.executemany("INSERT OR REPLACE INTO reasoning VALUES (?, ?, ?, ?, ?)",
+                self._db.executemany("INSERT OR REPLACE INTO reasoning (key, trace, forced, token_ids, vector, stop) "
+                                     "VALUES (?, ?, ?, ?, ?, ?)",
                                      [(k, r.trace, int(r.forced), json.dumps(r.token_ids),
-                                       r.vector.astype(np.float32).tobytes()) for (k, _), r in zip(missing, fresh)])
+                                       r.vector.astype(np.float32).tobytes(), r.stop)
+                                      for (k, _), r in zip(missing, fresh)])
             found.update({k: r for (k, _), r in zip(missing, fresh)})
         return [found[k] for k in keys]
 

@@ -16,7 +16,7 @@ import random
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,24 +37,30 @@ def project_data_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "data"
 
 
+# Sets built on first use, by name: each builder returns the set's folder. Builders register
+# themselves (wiki.py, imported by the package), so this module imports none of them.
+BUILDERS: dict[str, Callable[[], Path]] = {}
+
+
+def register_builder(name: str, build: Callable[[], Path]) -> None:
+    """Make `name` resolve to the folder `build()` returns (building it on first use)."""
+    BUILDERS[name] = build
+
+
 def bundled_names() -> list[str]:
     """Names usable in place of a dataset path: sets in data/ and sets built on first use."""
-    from .wiki import WIKI_NAME
-
     folder = project_data_dir()
     shipped = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-    return shipped + [WIKI_NAME]
+    return shipped + sorted(BUILDERS)
 
 
 def resolve_dataset(name_or_path: str | Path) -> Path:
     """Return a dataset folder for a bundled name (`scifact`, `wiki-known-item`) or a path."""
-    from .wiki import WIKI_NAME, wiki_dataset
-
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
-    if str(name_or_path) == WIKI_NAME:
-        return wiki_dataset()
+    if str(name_or_path) in BUILDERS:
+        return BUILDERS[str(name_or_path)]()
     bundled = project_data_dir() / str(name_or_path)
     if bundled.is_dir():
         return bundled

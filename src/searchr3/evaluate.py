@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import metrics as M
+from ._version import __version__
 from .baselines import BM25Retriever, DenseRetriever, Retrieval, SearchR3Retriever, minilm_path
 from .data import Dataset, load_dataset
 
@@ -96,7 +97,7 @@ def evaluate_model(spec: str, data: str, split: str = "test", reasoning: str = "
     if max_docs is not None:
         dataset = dataset.sample(evaluator.query_ids, max_docs)
         evaluator = RetrievalEvaluator(dataset)
-    record = {"searchr3_version": _version(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    record = {"searchr3_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "model": {"spec": spec},
               "data": {"name": dataset.name, "path": str(dataset.path), "split": split,
                        "fingerprint": dataset.fingerprint, "docs": len(dataset.corpus),
@@ -113,12 +114,6 @@ def evaluate_model(spec: str, data: str, split: str = "test", reasoning: str = "
         record["modes"][mode] = {"metrics": M.mean(scores), "per_query": scores, "run": retrieval.run,
                                  "timing": timing, "traces": retrieval.traces}
     return record
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def data_label(record: dict) -> str:

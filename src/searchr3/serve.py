@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ._version import __version__
 from .index import KINDS
 from .journal import JournaledIndex
 from .modeling import SearchR3
@@ -294,7 +295,7 @@ def _describe(errors: list) -> tuple[str, str | None]:
 
 def create_app(service: Service) -> FastAPI:
     """Build the FastAPI app around a `Service` (tests use it in-process; `serve` runs it)."""
-    app = FastAPI(title="searchr3", version=_version(),
+    app = FastAPI(title="searchr3", version=__version__,
                   description="Reasoning embeddings: OpenAI-compatible embeddings, search, document upserts.")
     app.state.service = service
 
@@ -360,11 +361,6 @@ def create_app(service: Service) -> FastAPI:
         return ModelList(data=[ModelCard(id=service.model.name, created=int(service.started))])
 
     return app
-
-
-def _version() -> str:
-    from . import __version__
-    return __version__
 
 
 def run(service: Service, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:

@@ -83,3 +83,44 @@ def test_train_set_overrides_reach_the_trainers(monkeypatch, tmp_path):
     assert main(["train", "rl", "--config", str(configs / "rl-cpu.yaml"), "--output", str(tmp_path / "r"),
                  "--set", "w_aux=0", "--set-env", "full_every=5"]) == 0
     assert seen["rl"].w_aux == 0 and seen["env"].full_every == 5
+
+
+_SERVE_PROBE = """
+import sys
+import numpy as np
+import searchr3.runtime as runtime
+import searchr3.serve
+from searchr3.cli import main
+
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+def kept_after_free():
+    before = rss_mb()
+    chunks = [np.ones(2**20) for _ in range(25)]  # 25 x 8 MB, each over glibc's default mmap threshold
+    del chunks
+    return rss_mb() - before
+
+def probe(service, **kwargs):  # stands in for uvicorn, after everything `serve` sets up
+    print("tuned", runtime._done, "kept", round(kept_after_free()))
+    runtime.tune_malloc()  # the control: what the training settings would keep
+    print("tuned", runtime._done, "kept", round(kept_after_free()))
+
+searchr3.serve.run = probe
+sys.exit(main(["serve", "--model", sys.argv[1], "--index", sys.argv[2], "--max-length", "32"]))
+"""
+
+
+def test_serve_does_not_take_the_training_malloc_settings(tiny_folder, tmp_path):
+    """A long-running server must hand freed memory back: `searchr3 serve` leaves glibc's
+    malloc as it is, where the training settings keep freed memory in the process."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _SERVE_PROBE, str(tiny_folder), str(tmp_path / "ix")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line.split() for line in done.stdout.splitlines() if line.startswith("tuned")]
+    (_, served_tuned, _, served_kept), (_, control_tuned, _, control_kept) = lines
+    assert served_tuned == "False" and int(served_kept) < 50  # MB of the 200 MB freed
+    assert control_tuned == "True" and int(control_kept) > 150

@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 
 from .assets import DEFAULT_MODEL
-from .runtime import tune_malloc
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # searchr3 never downloads; fail fast instead of hanging
 
@@ -343,7 +342,6 @@ def _short_warning(message, category, filename, lineno, line=None) -> str:
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _short_warning  # one readable line, not the library's source line
     args = build_parser().parse_args(argv)
-    tune_malloc()  # long CPU jobs (training, corpus encoding) run faster; see runtime.py
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, TypeError, KeyError) as e:

@@ -20,7 +20,11 @@ _done = False
 
 
 def tune_malloc() -> bool:
-    """Keep freed memory in the process (glibc only); returns whether the settings took."""
+    """Keep freed memory in the process (glibc only); returns whether the settings took.
+
+    For training only (the trainers call it): a long-running process such as the service
+    must hand freed memory back to the system.
+    """
     global _done
     if _done:
         return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 from .data import Document
@@ -26,7 +26,6 @@ class SearchResult:
     hits: list[Hit]
     trace: str | None = None  # the reasoning trace, when reasoning was on
     forced: bool | None = None  # whether the embed token had to be appended
-    extra: dict = field(default_factory=dict)
 
 
 def build_index(model: SearchR3, documents: Sequence[Document], kind: str = "flat",

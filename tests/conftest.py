@@ -6,6 +6,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # every test must pass with no network
 
 import pytest
 import torch
+from hypothesis import settings
+
+# Generated tests (schemathesis) run the same examples on every run: a failure reproduces,
+# and a pass is not luck of the draw.
+settings.register_profile("searchr3", derandomize=True, database=None)
+settings.load_profile("searchr3")
 
 from searchr3 import EmbedConfig, SearchR3
 from searchr3.assets import BASE_MODEL, resolve_model

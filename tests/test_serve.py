@@ -276,6 +276,11 @@ def test_openapi_schema_lists_every_route_and_error(service):
     assert "/components/schemas/ErrorResponse" in json.dumps(spec["paths"]["/v1/search"]["post"]["responses"]["422"])
 
 
+def test_generated_tests_are_derandomized():
+    """conftest's hypothesis profile reaches the settings the schema test builds."""
+    assert settings.default.derandomize and settings(max_examples=12).derandomize
+
+
 def test_openapi_schema_matches_behaviour(service):
     """schemathesis sends requests generated from the schema (valid and not): no 500s, and every
     status code and response body is one the schema documents."""

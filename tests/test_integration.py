@@ -33,7 +33,7 @@ def test_reasons_and_ends_with_token(real_model):
         with torch.inference_mode():
             h, _ = real_model.hidden_states(ids, torch.ones_like(ids), torch.arange(ids.shape[1])[None])
         full = embed_token_states(h, ids, real_model.embed_token_id)[0].numpy()
-        assert float(full @ r.vector) >= 0.9999
+        np.testing.assert_allclose(r.vector, full, rtol=0, atol=1e-5)
     again = real_model.embed_queries(queries, reasoning=True)
     np.testing.assert_allclose(again, np.stack([r.vector for r in results]), atol=1e-5)
 
@@ -41,8 +41,9 @@ def test_reasons_and_ends_with_token(real_model):
 def test_released_adapter_loads_by_name_and_ranks_better_than_the_base(real_model):
     """The shipped adapter is a small LoRA over the bundled base and has learned to retrieve.
 
-    Held-out check on SciFact *train* queries (not the test split the card reports): each query's
-    cited abstract must rank higher, on average, among 48 other abstracts than with the base.
+    Held-out check on SciFact *test* queries (the training recipes never read a test split):
+    each query's cited abstract must rank higher, on average, among 48 other abstracts than
+    with the base.
     """
     import random
 
@@ -57,7 +58,7 @@ def test_released_adapter_loads_by_name_and_ranks_better_than_the_base(real_mode
     assert sft.name == "searchr3-smollm2-135m-sft-v2" and sft.base == "smollm2-135m-instruct"
     assert sft.fingerprint != real_model.fingerprint
 
-    data = load_dataset("scifact", "train")
+    data = load_dataset("scifact", "test")
     rng = random.Random(0)
     qids = rng.sample(sorted(data.qrels), 12)
     positives = {q: sorted(data.qrels[q])[0] for q in qids}

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from . import assets
 from .fingerprint import SEARCHR3_FILE, tokenizer_folder, weights_fingerprint
 from .prompts import EMBED_TOKEN, Prompt, PromptBuilder, validate_texts
+from .st_compat import SentenceTransformerMixin
 
 # peft reads transformers' deprecated `is_gradient_checkpointing` alias whenever it wraps a model;
 # the FutureWarning is theirs, says nothing to our users, and would print on every adapter load.
@@ -161,8 +162,8 @@ def _kwarg_name(fn, *candidates: str) -> str:
     return next((c for c in candidates if c in params), candidates[-1])
 
 
-class SearchR3:
-    """A reason-then-embed search model.
+class SearchR3(SentenceTransformerMixin):
+    """A reason-then-embed search model (with sentence-transformers' interface: `st_compat`).
 
     >>> model = SearchR3.from_pretrained()   # the default released adapter   # doctest: +SKIP
     >>> docs = model.embed_documents(["Paris is the capital of France."])
@@ -434,31 +435,6 @@ class SearchR3:
         prompts = [self.prompts.query(t) for t in texts]
         self._warn_truncated(prompts, "texts")
         return self._embed_prompts(prompts, batch_size, "queries", show_progress)
-
-    # ------------------------------------------------ sentence-transformers-style shortcuts
-    def encode_query(self, texts: str | Sequence[str], reasoning: bool = False, batch_size: int | None = None,
-                     show_progress_bar: bool | None = None) -> np.ndarray:
-        """`embed_queries` with sentence-transformers' shape: a str gives one (H,) vector."""
-        single = isinstance(texts, str)
-        out = self.embed_queries([texts] if single else texts, reasoning=reasoning, batch_size=batch_size,
-                                 show_progress=show_progress_bar)
-        return out[0] if single else out
-
-    def encode_document(self, texts: str | Sequence[str], batch_size: int | None = None,
-                        show_progress_bar: bool | None = None) -> np.ndarray:
-        """`embed_documents` with sentence-transformers' shape: a str gives one (H,) vector."""
-        single = isinstance(texts, str)
-        out = self.embed_documents([texts] if single else texts, batch_size=batch_size,
-                                   show_progress=show_progress_bar)
-        return out[0] if single else out
-
-    @staticmethod
-    def similarity(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Cosine similarity matrix (n, m) of two sets of vectors, as sentence-transformers returns it."""
-        x = torch.as_tensor(np.asarray(a, dtype=np.float32) if not torch.is_tensor(a) else a).float()
-        y = torch.as_tensor(np.asarray(b, dtype=np.float32) if not torch.is_tensor(b) else b).float()
-        x, y = x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
-        return torch.nn.functional.normalize(x, dim=-1) @ torch.nn.functional.normalize(y, dim=-1).T
 
     def stack(self, results: Sequence[Reasoning]) -> np.ndarray:
         """Return the vectors of `reason` results as one (N, H) float32 array ((0, H) when empty)."""

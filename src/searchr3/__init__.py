@@ -13,7 +13,7 @@ from .data import DataError, Document, read_corpus, read_qrels, read_queries
 from .index import IndexMismatchError, VectorIndex
 from .modeling import EmbedConfig, Reasoning, SearchR3, embed_token_states
 from .mteb_encoder import MTEBEncoder
-from .prompts import EMBED_TOKEN, PromptBuilder
+from .prompts import EMBED_TOKEN, PromptBuilder, document_text
 from .search import Hit, SearchResult, build_index, search
 from .service_process import ServiceProcess
 from . import wiki  # registers the wiki set with data.resolve_dataset (built on first use)
@@ -23,8 +23,8 @@ _SERVICE = ("ServeConfig", "Service", "create_app")  # need FastAPI: imported on
 __all__ = [
     "ALIASES", "BUNDLED_MODELS", "ConfigError", "DEFAULT_MODEL", "DataError", "Document", "EMBED_TOKEN", "EmbedConfig",
     "Hit", "IndexMismatchError", "MTEBEncoder", "PromptBuilder", "RELEASED_MODELS", "Reasoning", "SearchR3",
-    "SearchResult", "ServiceProcess", "VectorIndex", "build_index", "embed_token_states", "read_corpus",
-    "read_qrels", "read_queries", "registered_names", "resolve_model", "search", *_SERVICE,
+    "SearchResult", "ServiceProcess", "VectorIndex", "build_index", "document_text", "embed_token_states",
+    "read_corpus", "read_qrels", "read_queries", "registered_names", "resolve_model", "search", *_SERVICE,
 ]
 
 def __getattr__(name: str):

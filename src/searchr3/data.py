@@ -27,6 +27,9 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Document:
+    """One corpus entry. Every retriever and client embeds or indexes it as
+    `prompts.document_text(title, text)`: title and body on separate lines."""
+
     id: str
     title: str
     text: str

@@ -1,10 +1,9 @@
 """sentence-transformers-style shortcuts and the MTEB encoder, on the tiny model."""
 
-from enum import Enum
-
 import numpy as np
 import pytest
 import torch
+from mteb.types import PromptType
 
 from searchr3 import MTEBEncoder
 
@@ -32,16 +31,11 @@ def test_similarity_is_cosine(tiny):
     np.testing.assert_allclose(tiny.similarity(3 * q[0], d).numpy(), sim[:1].numpy(), atol=1e-6)
 
 
-class PromptType(str, Enum):  # the shape of mteb.types.PromptType
-    query = "query"
-    document = "document"
-
-
 def test_mteb_encoder_maps_prompt_types(tiny):
     enc = MTEBEncoder(tiny)
     np.testing.assert_array_equal(enc.encode(QUERIES, task_name="SciFact", prompt_type=PromptType.query),
                                   tiny.embed_queries(QUERIES))
-    np.testing.assert_array_equal(enc.encode(DOCS, task_name="SciFact", prompt_type="document"),
+    np.testing.assert_array_equal(enc.encode(DOCS, task_name="SciFact", prompt_type=PromptType.document),
                                   tiny.embed_documents(DOCS))
     # Symmetric tasks (no prompt type) use the document template: one pass, deterministic.
     np.testing.assert_array_equal(enc.encode(DOCS, task_name="STS12"), tiny.embed_documents(DOCS))

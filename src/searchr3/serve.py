@@ -20,6 +20,11 @@ from types import SimpleNamespace
 from pathlib import Path
 from typing import Annotated, Literal
 
+from ._extras import require
+
+require("serve", "fastapi")  # before the imports below: a missing extra is named, not a bare ImportError
+require("serve", "uvicorn")
+
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError

@@ -350,7 +350,9 @@ class GRPOTrainer(Trainer):
 
 def plot_rewards(metrics: Path, path: Path) -> None:
     """Reward (mean ± std over rollouts), KL and dev nDCG@10 against step, as a PNG."""
-    import matplotlib
+    from .._extras import require
+
+    matplotlib = require("train", "matplotlib")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

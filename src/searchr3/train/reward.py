@@ -87,7 +87,9 @@ def fidelity(cached: np.ndarray, exact: np.ndarray) -> dict[str, float]:
     Spearman rank correlation (1.0 when both are constant and equal) and mean absolute
     difference.
     """
-    from scipy.stats import spearmanr
+    from .._extras import require
+
+    spearmanr = require("train", "scipy.stats").spearmanr
 
     a, b = np.asarray(cached, dtype=np.float64), np.asarray(exact, dtype=np.float64)
     mad = float(np.mean(np.abs(a - b))) if a.size else 0.0

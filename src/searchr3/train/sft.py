@@ -330,7 +330,9 @@ class SFTTrainer(Trainer):
 
 def plot_losses(metrics: Path, path: Path) -> None:
     """Loss terms (and dev nDCG@10) against step, as a PNG."""
-    import matplotlib
+    from .._extras import require
+
+    matplotlib = require("train", "matplotlib")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -153,8 +153,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_data_list(args: argparse.Namespace) -> int:
-    from .data import bundled_names, dataset_summary
+    from .data import DATA_ENV, bundled_names, dataset_summary, data_dirs
 
+    if not data_dirs():
+        print(f"(the bundled BEIR sets are not installed with the package: set ${DATA_ENV} to a folder of them, "
+              "such as a searchr3 checkout's data/)", file=sys.stderr)
     print(f"{'name':18} {'docs':>7}  splits (judged queries)                 licence")
     for name in bundled_names():
         try:

@@ -35,8 +35,11 @@ class Document:
     text: str
 
 
+DATA_ENV = "SEARCHR3_DATA"  # a folder of BEIR-layout sets, found by name; the wheel ships no data
+
+
 def project_data_dir() -> Path:
-    """Return the `data/` folder of bundled sets (next to the source tree in a checkout)."""
+    """Return the `data/` folder of bundled sets in a checkout (it exists only there)."""
     return Path(__file__).resolve().parents[2] / "data"
 
 
@@ -50,11 +53,24 @@ def register_builder(name: str, build: Callable[[], Path]) -> None:
     BUILDERS[name] = build
 
 
+def data_dirs() -> list[Path]:
+    """Folders whose sub-folders are set names: `$SEARCHR3_DATA`, then a checkout's `data/`."""
+    folders = []
+    if os.environ.get(DATA_ENV):
+        folder = Path(os.environ[DATA_ENV]).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"${DATA_ENV} is {os.environ[DATA_ENV]!r}, which is not a folder")
+        folders.append(folder)
+    checkout = project_data_dir()
+    if checkout.is_dir() and (checkout.parent / "pyproject.toml").is_file():
+        folders.append(checkout)
+    return folders
+
+
 def bundled_names() -> list[str]:
-    """Names usable in place of a dataset path: sets in data/ and sets built on first use."""
-    folder = project_data_dir()
-    shipped = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-    return shipped + sorted(BUILDERS)
+    """Names usable in place of a dataset path: sets in data_dirs() and sets built on first use."""
+    shipped = {p.name for folder in data_dirs() for p in folder.iterdir() if p.is_dir()}
+    return sorted(shipped) + sorted(BUILDERS)
 
 
 def resolve_dataset(name_or_path: str | Path) -> Path:
@@ -64,10 +80,18 @@ def resolve_dataset(name_or_path: str | Path) -> Path:
         return path
     if str(name_or_path) in BUILDERS:
         return BUILDERS[str(name_or_path)]()
-    bundled = project_data_dir() / str(name_or_path)
-    if bundled.is_dir():
-        return bundled
-    raise FileNotFoundError(f"no dataset at {name_or_path!r} (bundled sets: {', '.join(bundled_names())})")
+    folders = data_dirs()
+    for folder in folders:
+        if (folder / str(name_or_path)).is_dir():
+            return folder / str(name_or_path)
+    if not folders:
+        raise FileNotFoundError(
+            f"no dataset at {name_or_path!r}: not a folder, and the bundled sets do not ship with the installed "
+            f"package. Point ${DATA_ENV} at a folder of BEIR-layout sets, such as the data/ folder at the root "
+            f"of a searchr3 source checkout: export {DATA_ENV}=/path/to/searchr3/data")
+    raise FileNotFoundError(f"no dataset at {name_or_path!r}: not a folder, nor a set in "
+                            f"{', '.join(map(str, folders))} (bundled sets: {', '.join(bundled_names())}; "
+                            f"${DATA_ENV} names another folder of sets)")
 
 
 def _find(folder: Path, stem: str) -> Path:

@@ -18,6 +18,7 @@ import numpy as np
 from ._extras import require
 from .data import Document
 from .index import VectorIndex
+from .lexical import BM25Index
 from .prompts import document_text
 
 
@@ -35,38 +36,28 @@ def _top_k(scores: np.ndarray, ids: np.ndarray) -> dict[str, float]:
 
 
 class BM25Retriever:
-    """Okapi BM25 via bm25s, Lucene variant, English stemming and stop words.
+    """BM25 (`lexical.BM25Index`) as a retriever: the index is built per corpus, then queried.
 
-    k1 = 0.9 and b = 0.4 are Anserini's defaults, the setting of the BEIR paper's BM25.
+    `matched_only`: leave out documents that share no word with the query (see `BM25Index.search`).
     """
 
     name = "bm25"
 
-    def __init__(self, k1: float = 0.9, b: float = 0.4, stem: bool = True):
-        self.k1, self.b, self.stem = k1, b, stem
+    def __init__(self, k1: float = 0.9, b: float = 0.4, stem: bool = True, matched_only: bool = False):
+        self.k1, self.b, self.stem, self.matched_only = k1, b, stem, matched_only
 
     def identity(self) -> dict:
-        import bm25s
-
-        return {"name": self.name, "library": f"bm25s {bm25s.__version__}", "k1": self.k1, "b": self.b,
-                "stemmer": "english (PyStemmer)" if self.stem else None, "stopwords": "en"}
+        # Built from an empty index: the settings do not depend on the corpus.
+        return {"name": self.name, **BM25Index([], [], self.k1, self.b, self.stem).identity()}
 
     def retrieve(self, corpus: Sequence[Document], queries: Mapping[str, str], k: int = 100) -> Retrieval:
-        import bm25s
-        import Stemmer
-
-        stemmer = Stemmer.Stemmer("english") if self.stem else None
         start = time.perf_counter()
-        tokens = bm25s.tokenize([document_text(d.title, d.text) for d in corpus], stopwords="en",
-                                stemmer=stemmer, show_progress=False)
-        model = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
-        model.index(tokens, show_progress=False)
+        index = BM25Index([d.id for d in corpus], [document_text(d.title, d.text) for d in corpus],
+                          self.k1, self.b, self.stem)
         indexed = time.perf_counter()
         qids = list(queries)
-        q_tokens = bm25s.tokenize([queries[q] for q in qids], stopwords="en", stemmer=stemmer, show_progress=False)
-        doc_ids = np.array([d.id for d in corpus], dtype=object)
-        docs, scores = model.retrieve(q_tokens, k=min(k, len(corpus)), show_progress=False, n_threads=1)
-        run = {q: _top_k(scores[i], doc_ids[docs[i]]) for i, q in enumerate(qids)}
+        hits = index.search([queries[q] for q in qids], k, self.matched_only)
+        run = dict(zip(qids, hits))
         done = time.perf_counter()
         return Retrieval(run, {"index_seconds": indexed - start, "query_seconds": done - indexed})
 
@@ -152,3 +143,4 @@ class SearchR3Retriever:
         run = _search(docs, [d.id for d in corpus], qids, vectors, k, self.model.name)
         return Retrieval(run, {"index_seconds": indexed - start, "query_seconds": time.perf_counter() - indexed},
                          traces)
+

@@ -104,19 +104,21 @@ def test_every_shipped_config_loads():
     """Each YAML in configs/ builds its dataclasses (unknown keys would raise)."""
     from pathlib import Path
 
+    from searchr3.hybrid import load_hybrid_config
     from searchr3.serve import ServeConfig
     from searchr3.train.grpo import load_rl_config
     from searchr3.train.sft import load_sft_config
 
     folder = Path(__file__).resolve().parents[1] / "configs"
     loaders = {"quickstart": lambda p: load_section(p, "embed", EmbedConfig), "serve": lambda p: load_section(
-        p, "serve", ServeConfig), "sft": load_sft_config, "rl": load_rl_config}
+        p, "serve", ServeConfig), "sft": load_sft_config, "rl": load_rl_config, "hybrid": load_hybrid_config}
     paths = sorted(folder.glob("*.yaml"))
     assert len(paths) >= 6
     for path in paths:
         kind = next(k for k in loaders if path.stem.startswith(k))
         assert loaders[kind](path) is not None
     assert load_section(folder / "serve.yaml", "embed", EmbedConfig, missing_ok=True) is None
+    assert load_hybrid_config(folder / "serve.yaml") == load_hybrid_config(folder / "hybrid.yaml")
 
 
 def test_dataset_sample_keeps_judged_documents_and_is_seeded():

@@ -10,6 +10,7 @@ from ._version import __version__
 from .assets import ALIASES, BUNDLED_MODELS, DEFAULT_MODEL, RELEASED_MODELS, registered_names, resolve_model
 from .config import ConfigError
 from .data import DataError, Document, read_corpus, read_qrels, read_queries
+from .hybrid import HybridConfig
 from .index import IndexMismatchError, VectorIndex
 from .modeling import EmbedConfig, Reasoning, SearchR3, embed_token_states
 from .mteb_encoder import MTEBEncoder
@@ -22,7 +23,7 @@ _SERVICE = ("ServeConfig", "Service", "create_app")  # need FastAPI: imported on
 
 __all__ = [
     "ALIASES", "BUNDLED_MODELS", "ConfigError", "DEFAULT_MODEL", "DataError", "Document", "EMBED_TOKEN", "EmbedConfig",
-    "Hit", "IndexMismatchError", "MTEBEncoder", "PromptBuilder", "RELEASED_MODELS", "Reasoning", "SearchR3",
+    "Hit", "HybridConfig", "IndexMismatchError", "MTEBEncoder", "PromptBuilder", "RELEASED_MODELS", "Reasoning", "SearchR3",
     "SearchResult", "ServiceProcess", "VectorIndex", "build_index", "document_text", "embed_token_states",
     "read_corpus", "read_qrels", "read_queries", "registered_names", "resolve_model", "search", *_SERVICE,
 ]

@@ -1,4 +1,4 @@
-"""Retrievers behind one interface: BM25, off-the-shelf sentence embedders, and searchr3 models.
+"""Retrievers behind one interface: BM25, off-the-shelf sentence embedders, searchr3 models, hybrids.
 
 A retriever takes a corpus and queries and returns a run (query id -> doc id -> score) of
 its top k documents, searched exactly over the whole corpus. Expensive work is cached on
@@ -10,13 +10,14 @@ from __future__ import annotations
 import importlib.util
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ._extras import require
 from .data import Document
+from .hybrid import HybridConfig, fuse
 from .index import VectorIndex
 from .lexical import BM25Index
 from .prompts import document_text
@@ -144,3 +145,42 @@ class SearchR3Retriever:
         return Retrieval(run, {"index_seconds": indexed - start, "query_seconds": time.perf_counter() - indexed},
                          traces)
 
+
+class HybridRetriever:
+    """A dense retriever's run fused with BM25's (`hybrid.fuse`), per query.
+
+    The dense side is an ordinary retriever (a `SearchR3Retriever` reads its corpus vectors
+    from the same VectorCache as a dense evaluation, so it encodes nothing that one did).
+    `exclude_query_ids` drops a hit whose id is its query's id before fusing: the evaluator
+    applies that rule (BEIR's) after retrieval, but by then the query's own document would
+    have taken a rank and set the score range of both sides.
+    """
+
+    def __init__(self, dense, config: HybridConfig | None = None, lexical: BM25Retriever | None = None,
+                 exclude_query_ids: bool = True):
+        self.dense, self.config = dense, config or HybridConfig()
+        self.lexical = lexical or BM25Retriever(matched_only=True)
+        self.exclude_query_ids = exclude_query_ids
+        self.name = f"hybrid:{dense.name}"
+
+    def identity(self) -> dict:
+        return {**self.dense.identity(), "name": f"hybrid:{self.dense.identity()['name']}",
+                "hybrid": asdict(self.config), "lexical": self.lexical.identity()}
+
+    def retrieve(self, corpus: Sequence[Document], queries: Mapping[str, str], k: int = 100) -> Retrieval:
+        depth = max(k, self.config.depth) + (1 if self.exclude_query_ids else 0)
+        return self.combine(self.dense.retrieve(corpus, queries, depth),
+                            self.lexical.retrieve(corpus, queries, depth), k)
+
+    def combine(self, dense: Retrieval, lexical: Retrieval, k: int) -> Retrieval:
+        """Fuse two retrievals of the same queries into the top k of each (no model work)."""
+        start = time.perf_counter()
+        run = {}
+        for qid, docs in dense.run.items():
+            words = lexical.run.get(qid, {})
+            if self.exclude_query_ids:
+                docs, words = ({d: s for d, s in x.items() if d != qid} for x in (docs, words))
+            run[qid] = dict(list(fuse(docs, words, self.config).items())[:k])
+        timing = {key: dense.timing.get(key, 0.0) + lexical.timing.get(key, 0.0)
+                  for key in ("index_seconds", "query_seconds")}
+        return Retrieval(run, dict(timing, fuse_seconds=time.perf_counter() - start), dense.traces)

@@ -117,6 +117,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from .hybrid import load_hybrid_config
     from .index import VectorIndex
     from .search import search
 
@@ -124,7 +125,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     model = _load_model(index.model, args)
     if args.max_new_tokens is not None:
         model.config.reasoning_tokens = args.max_new_tokens
-    results = search(model, index, args.queries, k=args.k, reasoning=args.reasoning)
+    results = search(model, index, args.queries, k=args.k, reasoning=args.reasoning, hybrid=args.hybrid,
+                     hybrid_config=load_hybrid_config(args.config) if args.hybrid else None)
     for result in results:
         if args.json:
             print(json.dumps({"query": result.query, "trace": result.trace, "forced": result.forced,
@@ -141,11 +143,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .config import load_section
+    from .hybrid import load_hybrid_config
     from .serve import ServeConfig, Service, run
 
     config = load_section(args.config, "serve", ServeConfig) if args.config else ServeConfig()
     model = _load_model(args.model, args)
-    service = Service(model, args.index, config)
+    service = Service(model, args.index, config, hybrid=load_hybrid_config(args.config))
     print(f"serving {model.name} (dim {model.dim}) with index {args.index} ({len(service.store)} documents) "
           f"on http://{args.host}:{args.port}  (API docs: /docs)", flush=True)
     run(service, host=args.host, port=args.port, log_level=args.log_level)
@@ -172,10 +175,11 @@ def cmd_data_list(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_model, markdown_table
+    from .hybrid import load_hybrid_config
 
     record = evaluate_model(args.model, args.data, args.split, args.reasoning, args.max_queries, args.dtype,
                             use_cache=not args.no_cache, batch_size=args.batch_size, max_length=args.max_length,
-                            max_docs=args.max_docs)
+                            max_docs=args.max_docs, hybrid_config=load_hybrid_config(args.config))
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -275,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_data_list)
 
     p = sub.add_parser("eval", help="evaluate a model or baseline on a dataset split")
-    p.add_argument("--model", required=True, help="bm25, minilm, a registered name or a saved model folder")
+    p.add_argument("--model", required=True, help="bm25, minilm, a registered name or a saved model folder; "
+                   "hybrid:NAME fuses that model's ranking with BM25's")
     p.add_argument("--data", required=True, help="BEIR folder or bundled set name (see `searchr3 data list`)")
     p.add_argument("--split", default="test")
     p.add_argument("--reasoning", default="off", choices=["off", "on", "both"])
@@ -288,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="texts per forward pass (searchr3 models)")
     p.add_argument("--max-length", type=int, help="tokens of text kept per document/query (searchr3 models; "
                    "default: the model's saved setting)")
+    p.add_argument("--config", help="YAML file whose `hybrid:` section sets the fusion of a hybrid: model "
+                   "(see configs/hybrid.yaml; default: its documented defaults)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("report", help="compare result files in one table and a bar chart")
@@ -328,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", required=True, help="index folder from `searchr3 index build`")
     p.add_argument("-k", type=int, default=10, help="hits per query")
     p.add_argument("--reasoning", action="store_true", help="reason about the query before embedding it")
+    p.add_argument("--hybrid", action="store_true", help="fuse the dense ranking with BM25 over the index's "
+                   "stored texts (how: the `hybrid:` section of --config, see configs/hybrid.yaml)")
     p.add_argument("--max-new-tokens", type=int, help="reasoning budget in tokens")
     p.add_argument("--json", action="store_true", help="print one JSON object per query")
     _add_model_options(p)

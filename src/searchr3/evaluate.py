@@ -17,12 +17,14 @@ from pathlib import Path
 from . import metrics as M
 from ._extras import require
 from ._version import __version__
-from .baselines import BM25Retriever, DenseRetriever, Retrieval, SearchR3Retriever, minilm_path
+from .baselines import BM25Retriever, DenseRetriever, HybridRetriever, Retrieval, SearchR3Retriever, minilm_path
 from .data import Dataset, load_dataset
+from .hybrid import HybridConfig
 
 MODES = {"off": (False,), "on": (True,), "both": (False, True)}
 TABLE_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 BASELINES = ("bm25", "minilm")
+HYBRID = "hybrid:"  # `hybrid:MODEL` fuses MODEL's ranking with BM25's
 
 
 class RetrievalEvaluator:
@@ -67,10 +69,19 @@ class RetrievalEvaluator:
 
 
 def make_retrievers(spec: str, reasoning: str = "off", dtype: str = "auto", use_cache: bool = True,
-                    batch_size: int | None = None, max_length: int | None = None) -> list:
-    """Return one retriever per reasoning mode for a model spec: bm25, minilm, a name or a path."""
+                    batch_size: int | None = None, max_length: int | None = None,
+                    hybrid_config: HybridConfig | None = None) -> list:
+    """Return one retriever per reasoning mode for a model spec: bm25, minilm, a name or a path,
+    or `hybrid:` before minilm, a name or a path (that model fused with BM25 by `hybrid_config`)."""
     if reasoning not in MODES:
         raise ValueError(f"reasoning must be one of {', '.join(MODES)}, got {reasoning!r}")
+    if spec.startswith(HYBRID):
+        inner = spec[len(HYBRID):]
+        if not inner or inner == "bm25" or inner.startswith(HYBRID):
+            raise ValueError(f"{spec!r}: hybrid: needs a dense model after it, e.g. hybrid:minilm or "
+                             "hybrid:searchr3-smollm2-135m-sft")
+        return [HybridRetriever(r, hybrid_config)
+                for r in make_retrievers(inner, reasoning, dtype, use_cache, batch_size, max_length)]
     if spec in BASELINES:
         if reasoning == "on":
             raise ValueError(f"{spec} has no reasoning mode; use --reasoning off")
@@ -87,8 +98,12 @@ def make_retrievers(spec: str, reasoning: str = "off", dtype: str = "auto", use_
 
 def evaluate_model(spec: str, data: str, split: str = "test", reasoning: str = "off", max_queries: int | None = None,
                    dtype: str = "auto", use_cache: bool = True, batch_size: int | None = None,
-                   max_length: int | None = None, max_docs: int | None = None) -> dict:
+                   max_length: int | None = None, max_docs: int | None = None,
+                   hybrid_config: HybridConfig | None = None) -> dict:
     """Evaluate a model spec on a dataset split; returns the results record (see `searchr3 eval`).
+
+    A `hybrid:MODEL` spec is fused by `hybrid_config` (default `HybridConfig()`); the record's
+    `model.hybrid` names the setting.
 
     `max_docs` searches a sampled corpus (`Dataset.sample`: the judged documents of the
     evaluated queries plus random others), for bounded runs such as the demo; the record says so.
@@ -105,7 +120,7 @@ def evaluate_model(spec: str, data: str, split: str = "test", reasoning: str = "
                        "queries_judged": len(dataset.queries), "queries_evaluated": len(evaluator.query_ids),
                        "max_queries": max_queries, "max_docs": max_docs},
               "modes": {}}
-    for retriever in make_retrievers(spec, reasoning, dtype, use_cache, batch_size, max_length):
+    for retriever in make_retrievers(spec, reasoning, dtype, use_cache, batch_size, max_length, hybrid_config):
         start = time.perf_counter()
         retrieval, scores = evaluator.run(retriever)
         identity = retriever.identity()

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 
 from .data import Document
+from .hybrid import HybridConfig, fuse
 from .index import VectorIndex
+from .lexical import BM25Index
 from .modeling import SearchR3
 from .prompts import document_text
 
@@ -38,9 +40,27 @@ def build_index(model: SearchR3, documents: Sequence[Document], kind: str = "fla
     return index
 
 
+def lexical_index(index: VectorIndex) -> BM25Index:
+    """A BM25 index over the documents stored in `index` (title and body, as they were embedded)."""
+    missing = [i for i in index.ids if i not in index.documents]
+    if missing:
+        raise ValueError(f"hybrid search needs the documents' texts, but the index stores none for "
+                         f"{len(missing)} of its {len(index)} documents (e.g. {missing[0]!r}); build it with "
+                         "`searchr3 index build` or `build_index`, which store them")
+    docs = [index.documents[i] for i in index.ids]
+    return BM25Index(index.ids, [document_text(d.get("title", ""), d.get("text", "")) for d in docs])
+
+
 def search(model: SearchR3, index: VectorIndex, queries: Sequence[str], k: int = 10,
-           reasoning: bool = False) -> list[SearchResult]:
-    """Embed queries (optionally reasoning first) and return the top-k hits of each."""
+           reasoning: bool = False, hybrid: bool = False, hybrid_config: HybridConfig | None = None,
+           lexical: BM25Index | None = None) -> list[SearchResult]:
+    """Embed queries (optionally reasoning first) and return the top-k hits of each.
+
+    With `hybrid`, the dense ranking is fused with BM25 over the index's stored texts (see
+    `hybrid.fuse`; `hybrid_config` sets how, default `HybridConfig()`), and a hit's score is
+    the fused score. BM25 sees the query as written, never the reasoning. `lexical` is a BM25
+    index of the same documents to reuse (the service keeps one); by default one is built here.
+    """
     index.check_model(model.name, model.dim, model.weights_fingerprint)
     traces = None
     if reasoning:
@@ -48,14 +68,19 @@ def search(model: SearchR3, index: VectorIndex, queries: Sequence[str], k: int =
         vectors = model.stack(traces)
     else:
         vectors = model.embed_queries(queries)
-    scores, ids = index.search(vectors, k)
+    config = hybrid_config or HybridConfig()
+    scores, ids = index.search(vectors, max(k, config.depth) if hybrid else k)
+    ranked = [{d: float(s) for d, s in zip(ids[n], scores[n]) if d is not None} for n in range(len(queries))]
+    if hybrid:
+        lexical = lexical if lexical is not None else lexical_index(index)
+        words = lexical.search(queries, config.depth, matched_only=True)
+        ranked = [dict(list(fuse(d, w, config).items())[:k]) for d, w in zip(ranked, words)]
     results = []
     for n, query in enumerate(queries):
         hits = []
-        for doc_id, score in zip(ids[n], scores[n]):
-            if doc_id is not None:
-                doc = index.documents.get(doc_id, {})
-                hits.append(Hit(doc_id, float(score), doc.get("title", ""), doc.get("text", "")))
+        for doc_id, score in ranked[n].items():
+            doc = index.documents.get(doc_id, {})
+            hits.append(Hit(doc_id, score, doc.get("title", ""), doc.get("text", "")))
         trace = traces[n] if traces else None
         results.append(SearchResult(query, hits, trace.trace if trace else None, trace.forced if trace else None))
     return results

@@ -58,8 +58,10 @@ def search(model: SearchR3, index: VectorIndex, queries: Sequence[str], k: int =
 
     With `hybrid`, the dense ranking is fused with BM25 over the index's stored texts (see
     `hybrid.fuse`; `hybrid_config` sets how, default `HybridConfig()`), and a hit's score is
-    the fused score. BM25 sees the query as written, never the reasoning. `lexical` is a BM25
-    index of the same documents to reuse (the service keeps one); by default one is built here.
+    the fused score. BM25 sees the query as written, never the reasoning. The hits come from the
+    union of each side's top `depth` (so fewer than k when k > depth and the sides overlap).
+    `lexical` is a BM25 index of the same documents to reuse (the service keeps one); by
+    default one is built here.
     """
     index.check_model(model.name, model.dim, model.weights_fingerprint)
     traces = None
@@ -69,7 +71,7 @@ def search(model: SearchR3, index: VectorIndex, queries: Sequence[str], k: int =
     else:
         vectors = model.embed_queries(queries)
     config = hybrid_config or HybridConfig()
-    scores, ids = index.search(vectors, max(k, config.depth) if hybrid else k)
+    scores, ids = index.search(vectors, config.depth if hybrid else k)
     ranked = [{d: float(s) for d, s in zip(ids[n], scores[n]) if d is not None} for n in range(len(queries))]
     if hybrid:
         lexical = lexical if lexical is not None else lexical_index(index)

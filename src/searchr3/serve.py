@@ -33,8 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ._version import __version__
-from .index import KINDS
 from .hybrid import HybridConfig
+from .index import KINDS
 from .journal import JournaledIndex
 from .lexical import BM25Index
 from .modeling import SearchR3

@@ -141,16 +141,28 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def serve_config(args: argparse.Namespace):
+    """The `serve:` settings of --config, with the API key from --api-key, else $SEARCHR3_API_KEY."""
+    from dataclasses import replace
+
     from .config import load_section
-    from .hybrid import load_hybrid_config
-    from .serve import ServeConfig, Service, run
+    from .serve import ServeConfig
 
     config = load_section(args.config, "serve", ServeConfig) if args.config else ServeConfig()
+    key = args.api_key or os.environ.get("SEARCHR3_API_KEY")
+    return replace(config, api_key=key) if key else config
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .hybrid import load_hybrid_config
+    from .serve import Service, run
+
+    config = serve_config(args)
     model = _load_model(args.model, args)
     service = Service(model, args.index, config, hybrid=load_hybrid_config(args.config))
+    access = "API key required" if config.api_key else "no API key"
     print(f"serving {model.name} (dim {model.dim}) with index {args.index} ({len(service.store)} documents) "
-          f"on http://{args.host}:{args.port}  (API docs: /docs)", flush=True)
+          f"on http://{args.host}:{args.port}  (search page: /, API docs: /docs; {access})", flush=True)
     run(service, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
@@ -348,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--api-key", help="clients must send 'Authorization: Bearer KEY' (default: $SEARCHR3_API_KEY, "
+                   "which keeps the key out of the process list)")
     _add_model_options(p)  # --config: a YAML with `embed:` and `serve:` sections (see configs/serve.yaml)
     p.set_defaults(func=cmd_serve)
     return parser

@@ -6,13 +6,22 @@ sees a half-applied write, and every answer equals what a lone client would get.
 through `JournaledIndex`, so an acknowledged upsert or delete survives `kill -9`.
 
 Errors always come back as JSON in OpenAI's shape, `{"error": {"message", "type", "param",
-"code"}}`: 404 for an unknown model or document, 413 when a request exceeds the configured
-batch or text limits, 422 for malformed JSON, wrong types and out-of-range values.
+"code"}}`: 401 for a missing or wrong API key, 404 for an unknown model or document, 413 when a
+request exceeds the configured batch or text limits, 422 for malformed JSON, wrong types and
+out-of-range values.
+
+With an API key configured, every route but the public ones (`PUBLIC_PATHS`: /health, the
+search page and its files, the OpenAPI docs) needs `Authorization: Bearer KEY`, the header the
+official OpenAI client sends. The check is one ASGI middleware, so it runs before any body is
+read and covers routes added later without anyone remembering to protect them.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at
 # run time, and the request bodies are classes built per config inside `create_app`.
 import base64
+import hmac
+import ipaddress
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,7 +37,8 @@ require("serve", "uvicorn")
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -51,6 +61,9 @@ class ServeConfig:
     max_k: int = field(default=100, metadata={"ge": 1})  # hits per search
     index_kind: str = field(default="flat", metadata={"choices": KINDS})  # a new index: flat (exact) or hnsw
     compact_every: int = field(default=1000, metadata={"ge": 1})  # journal entries between index snapshots
+    # Clients must send `Authorization: Bearer <api_key>`; None: no check. Prefer
+    # `--api-key` or $SEARCHR3_API_KEY to writing the key into a config file.
+    api_key: str | None = None
 
 
 class ServiceError(Exception):
@@ -299,9 +312,89 @@ class Service:
 
 
 def _error_json(status: int, message: str, kind: str, param: str | None = None,
-                code: str | None = None) -> JSONResponse:
+                code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
     body = ErrorResponse(error=ErrorDetail(message=message, type=kind, param=param, code=code))
-    return JSONResponse(body.model_dump(), status_code=status)
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+# ---------------------------------------------------------------------------- page and access control
+WEB_DIR = Path(__file__).parent / "web"  # the search page: plain HTML, JS and CSS (package data)
+# The page loads its own files only: no inline script, no other origin, no framing.
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; base-uri 'none'; "
+                                           "form-action 'self'; frame-ancestors 'none'",
+                "X-Content-Type-Options": "nosniff"}
+# Open without a key: the health probe, the page and its files, and the API's description
+# (it says what the routes accept, which the published docs say too; it holds no data).
+PUBLIC_PATHS = frozenset({"/", "/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+PUBLIC_PREFIXES = ("/static/",)
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+class BearerAuth:
+    """ASGI middleware: every non-public request must carry `Authorization: Bearer <key>`.
+
+    The key is compared with `hmac.compare_digest`, so the time taken does not say how much of
+    a guess was right. A refusal is a 401 in OpenAI's error shape with `WWW-Authenticate: Bearer`.
+    """
+
+    def __init__(self, app, key: str):
+        self.app, self.key = app, key.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or is_public(scope["path"]):
+            return await self.app(scope, receive, send)
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        scheme, _, token = (header or b"").partition(b" ")
+        if header is not None and scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key):
+            return await self.app(scope, receive, send)
+        if header is None:
+            message, code = "missing API key: send the header 'Authorization: Bearer <key>'", "missing_api_key"
+        elif scheme.lower() != b"bearer":
+            message, code = "the Authorization header must use the Bearer scheme: 'Bearer <key>'", "invalid_api_key"
+        else:
+            message, code = "invalid API key", "invalid_api_key"
+        response = _error_json(401, message, "invalid_request_error", code=code,
+                               headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+
+def _document_auth(app: FastAPI) -> None:
+    """Mark the protected operations in the OpenAPI schema, so /docs can send the key."""
+    build = app.openapi
+    refused = {"description": "missing or wrong API key",
+               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            spec = build()  # caches itself in app.openapi_schema; completed in place
+            spec.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http", "scheme": "bearer"}
+            for path, operations in spec["paths"].items():
+                if not is_public(path):
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}]
+                        operation["responses"]["401"] = refused
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """The warning to print when the service listens beyond this machine with no key, else None."""
+    if api_key:
+        return None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        loopback = False
+    if loopback:
+        return None
+    return (f"searchr3: warning: serving on {host}, which is not a loopback address, without an API key: "
+            f"anyone who can reach this port can search, add and delete documents. Set --api-key or "
+            f"$SEARCHR3_API_KEY, or serve on 127.0.0.1.")
 
 
 SIZE_ERRORS = ("too_long", "string_too_long")  # pydantic's error types for max_length on lists / strings
@@ -330,6 +423,9 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="searchr3", version=__version__,
                   description="Reasoning embeddings: OpenAI-compatible embeddings, search, document upserts.")
     app.state.service = service
+    if service.config.api_key:
+        app.add_middleware(BearerAuth, key=service.config.api_key)
+        _document_auth(app)
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError):
@@ -392,6 +488,12 @@ def create_app(service: Service) -> FastAPI:
         """The one model this service runs (OpenAI's list shape)."""
         return ModelList(data=[ModelCard(id=service.model.name, created=int(service.started))])
 
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        """The search page; its script calls the API above from the browser."""
+        return FileResponse(WEB_DIR / "index.html", headers=PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app
 
 
@@ -399,6 +501,9 @@ def run(service: Service, host: str = "127.0.0.1", port: int = 8000, log_level: 
     """Serve until interrupted, then snapshot the index."""
     import uvicorn
 
+    warning = exposure_warning(host, service.config.api_key)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     try:
         uvicorn.run(create_app(service), host=host, port=port, log_level=log_level, workers=1)
     finally:

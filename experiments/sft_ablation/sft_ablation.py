@@ -1,27 +1,29 @@
 """Stage-1 ablation report: which loss terms, how much LoRA rank and how many steps the SFT model needs.
 
-Reads benchmarks/results/sft_ablation/ (written by scripts/sft_ablation.sh): for each arm a compact
+Reads experiments/sft_ablation/results/ (written by sft_ablation.sh here): for each arm a compact
 `searchr3 eval` record (`ARM-scifact.json`) and, for the short runs, the training log and summary
 (`ARM/metrics.jsonl`, `ARM/train_summary.json`, `ARM/sft_config.json`). Writes
-benchmarks/results/sft_ablation.{md,json,png}: SciFact test nDCG@10 per arm, paired randomisation
+experiments/sft_ablation/results/sft_ablation.{md,json,png}: SciFact test nDCG@10 per arm, paired randomisation
 tests against the paper's recipe, and each run's final loss terms and time.
 
-    python benchmarks/sft_ablation.py
+    python experiments/sft_ablation/sft_ablation.py
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from paired_tables import plot, score, score_table, tests_table
-
 from searchr3.train.sft import load_sft_config
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
+from paired_tables import plot, score, score_table, tests_table  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent / "results"
-SOURCE = ROOT / "sft_ablation"
-BASE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "sft-ablation.yaml"
+SOURCE = ROOT
+BASE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "sft-ablation.yaml"
 # (file prefix, column name); each short run's change is read from its saved config
 ARMS = [("paper", "paper (30 steps)"), ("no-generative", "no SFT/KL"), ("sft-0.1", "w_sft 0.1"),
         ("no-triplet", "no triplet"), ("rank-64", "LoRA r 64"), ("release-190", "paper (190 steps)")]
@@ -53,7 +55,8 @@ def change(arm: str) -> str:
     if not saved.is_file():
         return RELEASE_CHANGE
     base, run = asdict(load_sft_config(BASE_CONFIG)), json.loads(saved.read_text())
-    diff = [f"{k} {run[k]}" for k in base if run.get(k) != base[k]]
+    # a setting added after the run (e.g. w_token) is absent from its saved config: it did not differ
+    diff = [f"{k} {run[k]}" for k in base if k in run and run[k] != base[k]]
     return ", ".join(diff) or "none: SFT + KL + InfoNCE + triplet, weights 1, LoRA r 16"
 
 
@@ -63,7 +66,7 @@ def main() -> None:
     comparisons = [((prefix, "off"), ("paper", "off")) for prefix, _ in arms if prefix != "paper"]
     rows, tests, records = score(SOURCE, ["scifact"], systems, comparisons)
     if not rows:
-        raise SystemExit(f"no results in {SOURCE}; run scripts/sft_ablation.sh")
+        raise SystemExit(f"no results in {SOURCE}; run experiments/sft_ablation/sft_ablation.sh")
     docs = next(r for r in records["scifact"].values() if r)["data"].get("max_docs")
     rows[0]["data"] = f"scifact ({docs} docs sampled)"
     names = [name for _, name in arms]

@@ -1,33 +1,36 @@
 """Stage-2 arms: does a bigger group (G 8), a longer reasoning budget (64 tokens) or a harder
 training corpus (BM25 depth 30) make reasoning pay where the release's settings (G 4, 32 tokens,
-depth 10) do not? Each arm continues the released RL adapter for 24 steps (scripts/rl_arms.sh);
+depth 10) do not? Each arm continues the released RL adapter for 24 steps (rl_arms.sh here);
 the `control` arm repeats the release's settings, so it, not the released run, is the
 comparison, and a second control with another seed measures how much two runs of the same
 settings differ. The released run resumed exactly from its step-18
-checkpoint to step 48 (`rl-long48`, scripts/rl_longer.sh) is shown beside the restarted control.
+checkpoint to step 48 (`rl-long48`, experiments/rl_longer/rl_longer.sh) is shown beside the restarted control.
 
-Reads the arms' compact eval files (benchmarks/results/rl/arm-ARM-SET.json, with the released
+Reads the arms' compact eval files (experiments/records/rl/arm-ARM-SET.json, with the released
 adapter's `rl-SET.json` as the common start and SFT v1's `sft-SET.json` as the issue's bar) and
-their training logs (benchmarks/results/rl_arms/ARM/metrics.jsonl); writes
-benchmarks/results/rl_arms.{md,json}, rl_arms.png (the effect of reasoning per model, with
+their training logs (experiments/rl_arms/results/logs/ARM/metrics.jsonl); writes
+experiments/rl_arms/results/rl_arms.{md,json}, rl_arms.png (the effect of reasoning per model, with
 intervals) and rl_arms_training.png.
 
-    python benchmarks/rl_arms.py
+    python experiments/rl_arms/rl_arms.py
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from statistics import median
 
 import numpy as np
 
-from paired_tables import forced_split, forced_split_table, ndcg, score, score_table, tests_table, trace_summary
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
+from paired_tables import (forced_split, forced_split_table, ndcg, score, score_table,  # noqa: E402
+                           tests_table, trace_summary)
 
 ROOT = Path(__file__).resolve().parent / "results"
-SOURCE = ROOT / "rl"
-LOGS = ROOT / "rl_arms"
+SOURCE = Path(__file__).resolve().parents[1] / "records" / "rl"
+LOGS = ROOT / "logs"
 # control: G 4, budget 32; control-seed1: the same with seed 1 (other training queries, order and
 # rollouts), so control vs control-seed1 is how far two runs of one setting differ
 # depth30: a harder training corpus (each query's BM25 top 30 + positives pooled, not top 10)
@@ -46,7 +49,7 @@ COMPARISONS = [*[pair for arm, _ in ARMS for pair in (
                *[pair for arm, _ in ARMS[1:] for pair in (
                    ((f"arm-{arm}", "on"), ("arm-control", "on")),    # the arm's effect, with reasoning
                    ((f"arm-{arm}", "off"), ("arm-control", "off")))],  # and without
-               # the release run resumed exactly to step 48 (scripts/rl_longer.sh) against the restart
+               # the release run resumed exactly to step 48 (experiments/rl_longer/rl_longer.sh) against the restart
                (("arm-control", "on"), ("rl-long48", "on")), (("arm-control", "off"), ("rl-long48", "off"))]
 
 

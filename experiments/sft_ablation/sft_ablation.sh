@@ -3,14 +3,14 @@
 # Each arm trains configs/sft-ablation.yaml with one change, then is evaluated on SciFact test
 # (all 300 queries, direct) over a seeded 400-document sample: the 283 judged abstracts plus
 # random others. No released setting was chosen from these numbers.
-#   bash scripts/sft_ablation.sh            # train and evaluate the missing arms (resumable), then report
-#   python benchmarks/sft_ablation.py       # the report alone, from benchmarks/results/sft_ablation/
+#   bash experiments/sft_ablation/sft_ablation.sh            # train and evaluate the missing arms (resumable), then report
+#   python experiments/sft_ablation/sft_ablation.py   # the report alone, from experiments/sft_ablation/results/
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."   # the repository root
 SR3=${SR3:-.venv/bin/searchr3}
 PY=${PY:-.venv/bin/python}
 RUNS=runs/ablation
-RESULTS=benchmarks/results/sft_ablation   # compact eval records + each arm's training log
+RESULTS=experiments/sft_ablation/results   # compact eval records + each arm's training log
 DOCS=400
 ARMS=(
   "paper:"                                              # SFT + KL + InfoNCE + triplet, all weight 1, LoRA r 16
@@ -24,7 +24,7 @@ mkdir -p "$RESULTS" runs/results
 evaluate() {  # MODEL NAME
   local full=runs/results/ablation-$2-scifact-d$DOCS.json
   [ -f "$full" ] || $SR3 eval --model "$1" --data scifact --max-docs $DOCS --output "$full"
-  $PY scripts/compact_results.py "$full" "$RESULTS/$2-scifact.json"
+  $PY experiments/common/compact_results.py "$full" "$RESULTS/$2-scifact.json"
 }
 
 for arm in "${ARMS[@]}"; do
@@ -38,4 +38,4 @@ for arm in "${ARMS[@]}"; do
   evaluate "$RUNS/$name" "$name"
 done
 evaluate searchr3-smollm2-135m-sft release-190
-$PY benchmarks/sft_ablation.py
+$PY experiments/sft_ablation/sft_ablation.py

@@ -25,11 +25,11 @@ with the reward function itself (`train.reward.ndcg_rewards`, nDCG@10). Then com
   than one whose token was appended at the budget (the direction the format penalty pushes)?
   Descriptive: trace length and the query's difficulty differ between the two.
 
-    python benchmarks/rl_headroom.py --model searchr3-smollm2-135m-rl --label rl
-    python benchmarks/rl_headroom.py --model runs/release --label sft-v1 --min-reasoning-tokens 8 --reasoning-tokens 32
-    python benchmarks/rl_headroom.py --report     # rewrite the Markdown from the JSON
+    python experiments/rl_headroom/rl_headroom.py --model searchr3-smollm2-135m-rl --label rl
+    python experiments/rl_headroom/rl_headroom.py --model runs/release --label sft-v1 --min-reasoning-tokens 8 --reasoning-tokens 32
+    python experiments/rl_headroom/rl_headroom.py --report     # rewrite the Markdown from the JSON
 
-Each run adds (or replaces) its label in benchmarks/results/rl_headroom.json and rewrites
+Each run adds (or replaces) its label in experiments/rl_headroom/results/rl_headroom.json and rewrites
 rl_headroom.md. Corpus vectors and greedy traces come from the evaluation caches.
 """
 
@@ -177,7 +177,7 @@ def measure(args: argparse.Namespace) -> dict:
 def report(results: dict) -> str:
     md = ["# Headroom for GRPO: sampled reasoning rollouts vs the direct vector (test queries, nDCG@10)", "",
           ("Per query, G rollouts sampled as Stage 2 samples them, each scored by the reward function "
-           "(see the docstring of benchmarks/rl_headroom.py). Best of G bounds what concentrating the "
+           "(see the docstring of experiments/rl_headroom/rl_headroom.py). Best of G bounds what concentrating the "
            "policy on its current samples could reach. Selection gain = best of G − mean of G; its noise "
            "control uses G copies of the direct vector moved at random by the rollouts' own spread. "
            "Tied: all G rollouts score the same nDCG@10 (shaped: with the format penalty), so GRPO's "

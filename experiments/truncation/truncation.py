@@ -3,9 +3,9 @@
 The released adapter embeds 128 text tokens per document (the CPU budget), yet 97% of
 SciFact's abstracts are longer. This ablation keeps only each document's first N SmolLM2
 tokens and scores BM25 on the test splits: the drop from the full text bounds what the
-truncation costs any retriever. Writes benchmarks/results/truncation.{json,md}.
+truncation costs any retriever. Writes experiments/truncation/results/truncation.{json,md}.
 
-    python benchmarks/truncation.py
+    python experiments/truncation/truncation.py
 """
 
 from __future__ import annotations

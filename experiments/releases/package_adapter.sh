@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Copy a trained adapter run into the package: the files every released adapter needs (weights,
 # settings, tokenizer, training log and summary) plus the run-specific ones given after DEST.
-#   bash scripts/package_adapter.sh RUN DEST [EXTRA_FILE ...]
+#   bash experiments/releases/package_adapter.sh RUN DEST [EXTRA_FILE ...]
 set -euo pipefail
 run="$1"; dest="$2"; shift 2
 mkdir -p "$dest"

@@ -11,12 +11,12 @@
 # KL reference; the step-18 checkpoint of the release run is not kept with the package), so the
 # control arm, not the released run, is what the others are compared with.
 # Run from the repository root (measured on the 2-core CPU):
-#   bash scripts/rl_arms.sh ARM        # train runs/arm-ARM (17 min control, 18 seed1, 21 budget64, 25 group8,
+#   bash experiments/rl_arms/rl_arms.sh ARM        # train runs/arm-ARM (17 min control, 18 seed1, 21 budget64, 25 group8,
 #                                      # 24 depth30 with 8 of them encoding its corpus), then SciFact test,
 #                                      # 600 sampled docs, direct and +R (3 min)
-#   python benchmarks/rl_arms.py       # tables, tests and plots over all arms
+#   python experiments/rl_arms/rl_arms.py       # tables, tests and plots over all arms
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."   # the repository root
 SR3=${SR3:-.venv/bin/searchr3}
 
 arm=${1:-}
@@ -31,6 +31,6 @@ esac
 run=runs/arm-$arm
 $SR3 train rl --config configs/rl-cpu.yaml --init searchr3-smollm2-135m-rl --output "$run" --resume \
   --set steps=24 --set save_every=6 --set-env fidelity_every=0 ${sets[@]+"${sets[@]}"}
-mkdir -p benchmarks/results/rl_arms/"$arm"
-cp "$run"/{rl_config.json,metrics.jsonl,reward.png,train_summary.json} benchmarks/results/rl_arms/"$arm"/
-bash scripts/release_rl.sh eval scifact "$run" "arm-$arm" 600
+mkdir -p experiments/rl_arms/results/logs/"$arm"
+cp "$run"/{rl_config.json,metrics.jsonl,train_summary.json} experiments/rl_arms/results/logs/"$arm"/
+bash experiments/releases/release_rl.sh eval scifact "$run" "arm-$arm" 600

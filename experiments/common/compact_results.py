@@ -1,6 +1,6 @@
 """Copy a `searchr3 eval` results file without its runs and traces (metrics and per-query scores stay).
 
-Usage: python scripts/compact_results.py FULL.json COMPACT.json
+Usage: python experiments/common/compact_results.py FULL.json COMPACT.json
 """
 
 import json

@@ -5,25 +5,28 @@ reasoning traces (`sft-traces`, with KL to the base on them) with the RL run sta
 (`rl-traces`), and the released run continued from 24 to 48 and 96 steps (`rl-long48`, `rl-long96`)
 and from 18 to 48 steps without the KL term (`rl-beta0-48`).
 
-Reads compact `searchr3 eval` result files from benchmarks/results/rl/ (`SYSTEM-SET.json`,
-SYSTEM in sft, rl, rl-noaux, sft-traces, rl-traces, rl-long48, rl-long96, rl-beta0-48, bm25, minilm; see scripts/release_rl.sh) and writes
-benchmarks/results/rl_quality.{md,json,png} with paired randomisation tests (10,000 sign flips).
+Reads compact `searchr3 eval` result files from experiments/records/rl/ (`SYSTEM-SET.json`,
+SYSTEM in sft, rl, rl-noaux, sft-traces, rl-traces, rl-long48, rl-long96, rl-beta0-48, bm25, minilm; see release_rl.sh here) and writes
+experiments/releases/results/rl_quality.{md,json,png} with paired randomisation tests (10,000 sign flips).
 SET may name a sampled corpus (`scifact-d600`: the test queries' judged abstracts plus random
 others, 600 in all): scores on it are higher than on the full corpus and compare only with
 each other.
 
-    python benchmarks/rl_quality.py
+    python experiments/releases/rl_quality.py
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from paired_tables import forced_split, forced_split_table, plot, score, score_table, tests_table, trace_summary
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
+from paired_tables import (forced_split, forced_split_table, plot, score, score_table,  # noqa: E402
+                           tests_table, trace_summary)
 
 ROOT = Path(__file__).resolve().parent / "results"
-SOURCE = ROOT / "rl"
+SOURCE = Path(__file__).resolve().parents[1] / "records" / "rl"
 SYSTEMS = [("bm25", "off", "BM25"), ("minilm", "off", "MiniLM-L6"), ("sft", "off", "SFT v1"), ("sft", "on", "SFT v1 +R"),
            ("rl", "off", "RL"), ("rl", "on", "RL +R"), ("rl-noaux", "off", "RL (GRPO alone)"),
            ("rl-noaux", "on", "RL (GRPO alone) +R"), ("sft-traces", "off", "SFT on traces"),

@@ -3,7 +3,9 @@
 The references were computed with lowercase alphanumeric tokens, a tiny stop list and no
 stemming; searchr3's BM25 uses Snowball stemming and the standard English stop list. This
 script scores the bundled test splits under each tokenisation (and ArguAna's identical-id
-rule), writing benchmarks/results/bm25_variants.{json,md}.
+rule), writing experiments/bm25_variants/results/bm25_variants.{json,md}.
+
+    python experiments/bm25_variants/bm25_variants.py
 """
 
 from __future__ import annotations

@@ -2,29 +2,32 @@
 and against its first release (`sft-v1`: the adapter after the first of its two runs, which the
 RL adapter started from).
 
-Reads compact `searchr3 eval` result files from benchmarks/results/sft/ (`sft-SET.json`,
+Reads compact `searchr3 eval` result files from experiments/records/sft/ (`sft-SET.json`,
 `sft-v1-SET.json`, `base-SET.json`, `bm25-SET.json`, `minilm-SET.json`; see
-scripts/release_sft.sh) and writes
-benchmarks/results/sft_quality.{md,json,png}: nDCG@10 per set and system, and paired
+release_sft.sh here) and writes
+experiments/releases/results/sft_quality.{md,json,png}: nDCG@10 per set and system, and paired
 randomisation tests (10,000 sign flips) for the comparisons the Stage-1 issue asks about, and
 how the second run's change (SFT − SFT v1) varies with query length (quartiles of words).
 
-    python benchmarks/sft_quality.py
+    python experiments/releases/sft_quality.py
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
-from paired_tables import ndcg, plot, score, score_table, tests_table
 from scipy.stats import spearmanr
 
 from searchr3.data import load_dataset
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
+from paired_tables import ndcg, plot, score, score_table, tests_table  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent / "results"
-SOURCE = ROOT / "sft"
+SOURCE = Path(__file__).resolve().parents[1] / "records" / "sft"
 SETS = ["scifact", "birco-arguana", "birco-wtb", "rarb-alphanli", "wiki-known-item"]
 SYSTEMS = [("bm25", "off", "BM25"), ("minilm", "off", "MiniLM-L6"), ("base", "off", "base"),
            ("base", "on", "base +R"), ("sft-v1", "off", "SFT v1"), ("sft-v1", "on", "SFT v1 +R"),

@@ -14,6 +14,7 @@ import yaml
 
 from searchr3 import ConfigError, EmbedConfig
 from searchr3.cli import main
+from searchr3.hybrid import HybridConfig
 from searchr3.config import RANGE_KEYS, from_dict, load_section, override, type_name
 from searchr3.serve import ServeConfig
 from searchr3.train.env import EnvConfig
@@ -21,7 +22,8 @@ from searchr3.train.grpo import RLConfig
 from searchr3.train.sft import SFTConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SECTIONS = {"embed": EmbedConfig, "serve": ServeConfig, "sft": SFTConfig, "rl": RLConfig, "env": EnvConfig}
+SECTIONS = {"embed": EmbedConfig, "serve": ServeConfig, "sft": SFTConfig, "rl": RLConfig, "env": EnvConfig,
+            "hybrid": HybridConfig}
 CLASSES = [pytest.param(cls, section, id=section) for section, cls in SECTIONS.items()]
 HOW = ["yaml", "set"]
 

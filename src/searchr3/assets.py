@@ -97,11 +97,6 @@ def canonical_name(name: str) -> str:
     return ALIASES.get(str(name), str(name))
 
 
-def is_immutable(name: str) -> bool:
-    """Whether `name` always denotes the same weights (a bundled base or a versioned release)."""
-    return name in BUNDLED_MODELS or name in RELEASED_MODELS
-
-
 def home() -> Path:
     """Return the searchr3 cache folder: `$SEARCHR3_HOME`, else the user cache dir."""
     root = os.environ.get("SEARCHR3_HOME") or platformdirs.user_cache_dir("searchr3")

@@ -17,7 +17,7 @@ best first, equal fused scores ordered by id, so it is deterministic.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 METHODS = ("rrf", "score")
@@ -27,10 +27,11 @@ METHODS = ("rrf", "score")
 class HybridConfig:
     """How to fuse (the `hybrid:` section of configs/hybrid.yaml and configs/serve.yaml)."""
 
-    method: str = "rrf"  # "rrf" (reciprocal-rank fusion) or "score" (min-max normalised scores)
-    weight: float = 0.5  # weight of the dense side; the lexical side gets 1 - weight
-    depth: int = 100  # candidates taken from each side before fusing
-    rrf_k: int = 60  # RRF's constant; 60 is the value of Cormack et al. (2009)
+    # "rrf" (reciprocal-rank fusion) or "score" (min-max normalised scores)
+    method: str = field(default="rrf", metadata={"choices": METHODS})
+    weight: float = field(default=0.5, metadata={"ge": 0.0, "le": 1.0})  # the dense side's share; BM25 gets the rest
+    depth: int = field(default=100, metadata={"ge": 1})  # candidates taken from each side before fusing
+    rrf_k: int = field(default=60, metadata={"ge": 0})  # RRF's constant; 60 is Cormack et al.'s (2009)
 
     def __post_init__(self):
         if self.method not in METHODS:

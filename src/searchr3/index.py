@@ -102,9 +102,9 @@ class VectorIndex:
     def check_model(self, model: str, dim: int | None = None, fingerprint: str | None = None) -> None:
         """Raise IndexMismatchError unless the model is the one whose vectors the index holds.
 
-        With both fingerprints known they decide, whatever the names. An index saved before
-        fingerprints were recorded is trusted only under the same immutable name (a bundled base
-        or a versioned release); under an alias or a folder path its weights are unknown.
+        With both fingerprints known they decide, whatever the names. An index without one (saved
+        before fingerprints were recorded, or built by hand without it) is checked by name, except
+        that a recorded alias is refused: an alias moves between releases, so its weights are unknown.
         """
         model = str(model)
         if fingerprint is not None and self.fingerprint is not None:
@@ -115,7 +115,7 @@ class VectorIndex:
         elif model != self.model:
             raise IndexMismatchError(f"index was built with model {self.model!r}, not {model!r}; "
                                      "rebuild it or load that model")
-        elif fingerprint is not None and not assets.is_immutable(self.model):
+        elif self.model in assets.ALIASES:
             raise IndexMismatchError(
                 f"index records model {self.model!r} but no weight fingerprint, and that name does not "
                 f"always mean the same weights (the loaded {model!r} has weights {fingerprint}); rebuild the index")

@@ -20,7 +20,7 @@ CHROMIUM = next((p for p in (os.environ.get("SEARCHR3_CHROMIUM"), shutil.which("
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium executable found: install Debian's "
                                 "chromium (apt-get install chromium; .ci/run does) or set $SEARCHR3_CHROMIUM")
 
-MODEL = "searchr3-smollm2-135m-rl"
+MODEL = "searchr3-smollm2-135m-rl-v1"  # the sft adapters write no trace
 SCREENSHOT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "search_page.png"
 KEY = "page-key-123"
 DOCS = [

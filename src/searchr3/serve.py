@@ -34,7 +34,6 @@ from ._extras import require
 require("serve", "fastapi")  # before the imports below: a missing extra is named, not a bare ImportError
 require("serve", "uvicorn")
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -49,6 +48,9 @@ from .journal import JournaledIndex
 from .lexical import BM25Index
 from .modeling import SearchR3
 from .prompts import document_text
+from .api_schemas import (DeleteResponse, DocumentOut, DocumentsResponse, EmbeddingData, EmbeddingResponse,
+                          ErrorDetail, ErrorResponse, HealthResponse, ModelCard, ModelList, SearchHit,
+                          SearchResponse, Usage)
 from .search import lexical_index, search as search_index
 
 
@@ -76,89 +78,6 @@ class ServiceError(Exception):
 
 
 # ---------------------------------------------------------------------------- schemas
-class ErrorDetail(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail
-
-
-class EmbeddingData(BaseModel):
-    object: Literal["embedding"] = "embedding"
-    index: int
-    embedding: list[float] | str
-    trace: str | None = Field(None, description="the reasoning trace (reasoning only)")
-    forced: bool | None = Field(None, description="whether the embed token had to be appended (reasoning only)")
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    total_tokens: int
-
-
-class EmbeddingResponse(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[EmbeddingData]
-    model: str
-    usage: Usage
-
-
-class SearchHit(BaseModel):
-    id: str
-    score: float
-    title: str
-    text: str
-
-
-class SearchResponse(BaseModel):
-    query: str
-    model: str
-    hits: list[SearchHit]
-    trace: str | None = None
-    forced: bool | None = None
-
-
-class DocumentsResponse(BaseModel):
-    upserted: int
-    ids: list[str]
-    count: int = Field(description="documents in the index after the upsert")
-
-
-class DocumentOut(BaseModel):
-    id: str = Field(serialization_alias="_id")
-    title: str
-    text: str
-
-
-class DeleteResponse(BaseModel):
-    deleted: str
-    count: int
-
-
-class HealthResponse(BaseModel):
-    status: Literal["ok"] = "ok"
-    model: str
-    dim: int
-    documents: int
-    uptime_seconds: float
-
-
-class ModelCard(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str = "searchr3"
-
-
-class ModelList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[ModelCard]
-
-
 def request_models(config: ServeConfig, dim: int) -> SimpleNamespace:
     """Request bodies with the configured limits in their schema, so clients (and schema-driven
     test tools) see them. Breaking a size limit is answered 413, any other violation 422."""

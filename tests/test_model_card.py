@@ -45,6 +45,15 @@ def test_card_states_what_the_run_measured(tmp_path):
     assert "non-commercial" in card  # SciFact's licence is surfaced
 
 
+def test_card_quotes_the_hand_written_narrative(tmp_path):
+    folder = _run_folder(tmp_path)
+    assert "## How it was made" not in write_model_card(folder, "my-model").read_text()
+    (folder / "how_made.md").write_text("Chosen on dev by a rule set **before** the run.\n")
+    card = write_model_card(folder, "my-model").read_text()
+    assert "## How it was made\n\nChosen on dev by a rule set **before** the run.\n" in card
+    assert card.index("## How it was made") < card.index("## Training")
+
+
 def test_card_of_a_continued_adapter_shows_every_run(tmp_path):
     folder = _run_folder(tmp_path)
     (tmp_path / "first").mkdir()

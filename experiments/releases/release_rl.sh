@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# How `searchr3-smollm2-135m-rl` was made (run from the repository root):
+# How `searchr3-smollm2-135m-rl-v1` was made (run from the repository root):
 #   bash experiments/releases/release_rl.sh train [NAME [KEY=VALUE...]]
 #                                                  # configs/rl-cpu.yaml (+ --set overrides), ~30 min on the 2-core CPU -> runs/rl-NAME
 #   bash experiments/releases/release_rl.sh package             # copy runs/rl-release's adapter into the package
+#                                                               # (then python experiments/releases/store_bf16.py)
 #   bash experiments/releases/release_rl.sh eval SET MODEL TAG [MAX_DOCS]
 #                                                  # test split, direct and reasoning -> runs/results/TAG-SET[-dN].json
 #   bash experiments/releases/release_rl.sh card                # model card with the SciFact comparison against the SFT adapter
@@ -10,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."   # the repository root
 SR3=${SR3:-.venv/bin/searchr3}
-NAME=searchr3-smollm2-135m-rl
+NAME=searchr3-smollm2-135m-rl-v1
 DEST=src/searchr3/released/$NAME
 RESULTS=experiments/records/rl   # compact result files (metrics and per-query scores only)
 
@@ -35,7 +36,7 @@ case "${1:-}" in
       case "$f" in *-traces-*) ;; *) files+=("$f") ;; esac
     done
     $SR3 card "$DEST" --name "$NAME" --results "${files[@]}" \
-      --init-label "its first run, SFT v1, kept in runs/release; the name has loaded the second run since 2026-11-26" ;;
+      --init-label "released as searchr3-smollm2-135m-sft-v1; the name without a version has loaded sft-v2 since 2026-11-26" ;;
   *)
     echo "usage: $0 train [NAME [KEY=VALUE...]]|package|eval SET MODEL TAG [MAX_DOCS]|card" >&2; exit 2 ;;
 esac

@@ -15,6 +15,7 @@ from pathlib import Path
 from .prompts import EMBED_TOKEN
 
 CARD = "README.md"
+NARRATIVE = "how_made.md"  # hand-written: how the run was chosen and what it found; the card quotes it whole
 EARLIER = "earlier"  # a continued adapter keeps the record of the run it continued here (config, metrics, plot)
 SUMMARY_FILE = "train_summary.json"  # written by the trainer: wall time, examples per source, hardware
 # Licences of the training sources, as stated in each bundled set's README.
@@ -57,7 +58,8 @@ def training_record(folder: Path) -> dict:
     }
 
 
-def render(name: str, base: str, record: dict, results_table: str | None = None) -> str:
+def render(name: str, base: str, record: dict, results_table: str | None = None,
+           narrative: str | None = None) -> str:
     """The Markdown card (with a Hugging Face-style YAML header)."""
     cfg = record["config"]
     sources = cfg.get("sources", [])
@@ -76,6 +78,7 @@ def render(name: str, base: str, record: dict, results_table: str | None = None)
              "scores = query @ docs.T   # vectors are L2-normalised", "```", "",
              f"CLI: `searchr3 index build --model {name} --corpus docs.jsonl --out idx`, then "
              f"`searchr3 search --index idx \"query\"`; `searchr3 eval --model {name} --data scifact`.", ""]
+    lines += _narrative_lines(narrative)
     if results_table:
         lines += ["## Results", "", results_table, ""]
     if cfg.get("reasoning_fraction") == 0:
@@ -104,6 +107,10 @@ def render(name: str, base: str, record: dict, results_table: str | None = None)
         lines += ["", "Some training data is licensed for non-commercial use only; weigh that before "
                   "using this adapter commercially. The base model is Apache-2.0."]
     return "\n".join(lines) + "\n"
+
+
+def _narrative_lines(narrative: str | None) -> list[str]:
+    return ["## How it was made", "", narrative.strip(), ""] if narrative and narrative.strip() else []
 
 
 def _lineage(record: dict) -> list[dict]:
@@ -166,7 +173,7 @@ def rl_record(folder: Path) -> dict:
 
 
 def render_rl(name: str, base: str, record: dict, results_table: str | None = None,
-              init_label: str | None = None) -> str:
+              init_label: str | None = None, narrative: str | None = None) -> str:
     """The Markdown card of a Stage-2 (GRPO) model.
 
     `init_label` names the starting model when its recorded `init` no longer does (a registered
@@ -187,6 +194,7 @@ def render_rl(name: str, base: str, record: dict, results_table: str | None = No
              "## Use", "", "```python", "from searchr3 import SearchR3", "",
              f'model = SearchR3.from_pretrained("{name}")',
              'query = model.embed_queries(["does aspirin thin the blood?"], reasoning=True)', "```", ""]
+    lines += _narrative_lines(narrative)
     if results_table:
         lines += ["## Results", "", results_table, ""]
     lines += ["## Training", "", "| setting | value |", "|---|---|"]
@@ -228,9 +236,11 @@ def write_model_card(folder: str | os.PathLike, name: str | None = None,
     """(Re)write `folder/README.md` from the run's files and optional `searchr3 eval` result files.
 
     `init_label` (Stage-2 cards) says which model the run started from, where its config's `init`
-    is a name that has since been re-released.
+    is a name that has since been re-released. A hand-written `how_made.md` in the folder (how the
+    run was decided and what it found) becomes the card's "How it was made" section.
     """
     folder = Path(folder)
+    narrative = (folder / NARRATIVE).read_text(encoding="utf-8") if (folder / NARRATIVE).is_file() else None
     meta = json.loads((folder / "searchr3.json").read_text()) if (folder / "searchr3.json").is_file() else {}
     table = None
     if results:
@@ -245,9 +255,9 @@ def write_model_card(folder: str | os.PathLike, name: str | None = None,
         if traces:
             table += "\n\nReasoning traces (mean words; share where the token had to be forced): " + "; ".join(traces) + "."
     if (folder / "rl_config.json").is_file():
-        card = render_rl(name or folder.name, meta.get("base", "unknown"), rl_record(folder), table, init_label)
+        card = render_rl(name or folder.name, meta.get("base", "unknown"), rl_record(folder), table, init_label, narrative)
     else:
-        card = render(name or folder.name, meta.get("base", "unknown"), training_record(folder), table)
+        card = render(name or folder.name, meta.get("base", "unknown"), training_record(folder), table, narrative)
     (folder / CARD).write_text(card, encoding="utf-8")
     return folder / CARD
 

@@ -8,6 +8,8 @@
 #   3. Evaluation on SciFact test (a seeded sample of queries over a sampled corpus: their
 #      judged abstracts plus random others) against BM25 and MiniLM, with and without
 #      reasoning: a table with significance marks, a bar chart and the reward curve.
+#   4. Search as a user would: an index of the first 200 SciFact abstracts built with the default
+#      model (the released Stage-1 adapter), then one query, dense and hybrid (fused with BM25).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SR3=.venv/bin/searchr3
@@ -57,6 +59,13 @@ traces = json.load(open(sys.argv[1]))["modes"]["on"]["traces"]
 for qid in sorted(traces)[:2]:
     print(f"reasoning of the Stage-2 model on query {qid}: {traces[qid]['trace']!r}")
 PY
+
+echo "== 4. Search with the default model: index 200 abstracts, then one query, dense and hybrid"
+rm -rf "$OUT/index"
+$SR3 index build --corpus scifact --limit 200 --out "$OUT/index" > /dev/null
+QUERY="Which cells does the immune system use to fight infection?"
+echo "dense:";  $SR3 search --index "$OUT/index" -k 3 "$QUERY"
+echo "hybrid:"; $SR3 search --index "$OUT/index" -k 3 --hybrid "$QUERY"
 echo
 echo "Reward curve: $OUT/rl/reward.png; Stage-1 losses: $OUT/sft/loss.png; the table's chart: $OUT/report.png"
 echo "Whole pipeline: $(( (SECONDS - START) / 60 )) min $(( (SECONDS - START) % 60 )) s"

@@ -101,7 +101,7 @@ def markdown(results: dict, meta: dict) -> str:
     columns = ["bm25"] + [c for s in meta["systems"] for c in (s, f"hybrid:{s}")]
     names = {c: ("BM25" if c == "bm25" else f"{short(c[7:])} + BM25" if c.startswith("hybrid:") else short(c))
              for c in columns}
-    lines = [f"# Quality on the bundled test sets (nDCG@10, reasoning off)", "",
+    lines = ["# Quality on the bundled test sets (nDCG@10, reasoning off)", "",
              f"Measured {meta['created']} on {meta['machine']}; searchr3 {meta['searchr3_version']}, dtype "
              f"{meta['dtype']}. Hybrid: {meta['hybrid']['method']}, dense weight {meta['hybrid']['weight']}, "
              f"depth {meta['hybrid']['depth']}, rrf_k {meta['hybrid']['rrf_k']}.", "",

@@ -25,7 +25,7 @@ import torch
 
 from searchr3 import EmbedConfig, SearchR3, embed_token_states, read_corpus, read_queries
 from searchr3.data import resolve_dataset
-from searchr3.modeling import cpu_supports_bf16
+from searchr3.precision import cpu_supports_bf16
 from searchr3.prompts import document_text
 
 RESULTS = Path(__file__).resolve().parent / "results"

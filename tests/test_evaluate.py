@@ -121,13 +121,14 @@ def _assert_same_reasoning(cached, fresh):
 
 
 def test_reasoning_cache_keeps_how_each_trace_ended(tiny, tmp_path, monkeypatch):
+    from searchr3 import decoding
     from searchr3.cache import ReasoningCache
 
     queries = ["what causes rain", "why is the sky blue"]
     budget = tiny.reason(queries, max_new_tokens=3)  # the random model runs out of budget
     eos = tiny.tokenizer.eos_token_id
     with monkeypatch.context() as m:  # and one trace that ends its turn
-        m.setattr(tiny, "_next_tokens", lambda logits, sampling, generator: torch.full((len(logits),), eos))
+        m.setattr(decoding, "next_tokens", lambda logits, sampling, generator: torch.full((len(logits),), eos))
         ended = tiny.reason(["tallest tower"], max_new_tokens=3)
         ReasoningCache(tmp_path / "r.sqlite").reason(tiny, ["tallest tower"], max_new_tokens=3)
     assert [r.stop for r in budget + ended] == ["budget", "budget", "eos"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from searchr3 import EMBED_TOKEN, SearchR3, embed_token_states
+from searchr3 import EMBED_TOKEN, SearchR3, decoding, embed_token_states
 
 DOCS = ["Aspirin inhibits platelet aggregation.", "", "short",
         "Mitochondria produce most of the chemical energy needed by the cell. " * 3,
@@ -135,7 +135,7 @@ def _scripted(model, script):
 
 def test_emitted_token_stops_generation(tiny, monkeypatch):
     hello = tiny.tokenizer(" hello", add_special_tokens=False)["input_ids"][0]
-    monkeypatch.setattr(tiny, "_next_tokens", _scripted(tiny, [hello, hello, tiny.embed_token_id]))
+    monkeypatch.setattr(decoding, "next_tokens", _scripted(tiny, [hello, hello, tiny.embed_token_id]))
     r = tiny.reason(["q"], max_new_tokens=10)[0]
     assert not r.forced and r.token_ids == [hello, hello, tiny.embed_token_id]
     assert r.trace == "hello hello"
@@ -146,7 +146,7 @@ def test_emitted_token_stops_generation(tiny, monkeypatch):
 def test_end_of_turn_forces_the_token(tiny, monkeypatch):
     hello = tiny.tokenizer(" hello", add_special_tokens=False)["input_ids"][0]
     eos = tiny.tokenizer.eos_token_id
-    monkeypatch.setattr(tiny, "_next_tokens", _scripted(tiny, [hello, eos]))
+    monkeypatch.setattr(decoding, "next_tokens", _scripted(tiny, [hello, eos]))
     r = tiny.reason(["q"], max_new_tokens=10)[0]
     assert r.forced and r.token_ids == [hello, tiny.embed_token_id] and r.trace == "hello"
 
@@ -177,17 +177,17 @@ def test_non_string_names_position(tiny):
 
 
 def test_dtype_auto_picks_fp32_without_native_bf16(tiny_folder, monkeypatch):
-    import searchr3.modeling as modeling
+    import searchr3.precision as precision
 
-    monkeypatch.setattr(modeling, "cpu_supports_bf16", lambda: False)
-    assert modeling.resolve_dtype("auto", torch.device("cpu")) == torch.float32
-    monkeypatch.setattr(modeling, "cpu_supports_bf16", lambda: True)
-    assert modeling.resolve_dtype("auto", torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: False)
+    assert precision.resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    monkeypatch.setattr(precision, "cpu_supports_bf16", lambda: True)
+    assert precision.resolve_dtype("auto", torch.device("cpu")) == torch.bfloat16
     m = SearchR3.from_pretrained(tiny_folder, dtype="bf16", device="cpu")
     v = m.embed_documents(["bf16 still returns float32"])
     assert v.dtype == np.float32 and abs(np.linalg.norm(v) - 1) < 1e-3
     with pytest.raises(ValueError, match="unknown dtype"):
-        modeling.resolve_dtype("fp8", torch.device("cpu"))
+        precision.resolve_dtype("fp8", torch.device("cpu"))
 
 
 def test_min_reasoning_tokens_bars_the_token_until_then(tiny_folder):

@@ -12,7 +12,9 @@ from .config import ConfigError
 from .data import DataError, Document, read_corpus, read_qrels, read_queries
 from .hybrid import HybridConfig
 from .index import IndexMismatchError, VectorIndex
-from .modeling import EmbedConfig, Reasoning, SearchR3, embed_token_states
+from .decoding import Reasoning
+from .modeling import EmbedConfig, SearchR3
+from .readout import embed_token_states
 from .mteb_encoder import MTEBEncoder
 from .prompts import EMBED_TOKEN, PromptBuilder, document_text
 from .search import Hit, SearchResult, build_index, search

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from . import assets
-from .modeling import Reasoning, SearchR3
+from .decoding import Reasoning
+from .modeling import SearchR3
 
 
 def cache_dir() -> Path:

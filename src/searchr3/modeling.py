@@ -1,8 +1,8 @@
 """SearchR3: a causal LM that reasons about a query, then emits an embedding token.
 
 The vector of a text is the final-layer hidden state (after the final norm) at
-`<|embed_token|>`, L2-normalised. `embed_token_states` is the single place that reads
-it; inference here and the trainers call it alike.
+`<|embed_token|>`, L2-normalised, read by `readout.embed_token_states`. This module loads,
+saves and batches; the reasoning decode loop is `decoding`, the dtype choice `precision`.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import assets
+from .decoding import Reasoning, reason_batch
 from .fingerprint import SEARCHR3_FILE, tokenizer_folder, weights_fingerprint
+from .precision import resolve_dtype
 from .prompts import EMBED_TOKEN, Prompt, PromptBuilder, validate_texts
+from .readout import embed_token_states
 from .st_compat import SentenceTransformerMixin
 
 # peft reads transformers' deprecated `is_gradient_checkpointing` alias whenever it wraps a model;
@@ -58,77 +60,6 @@ class EmbedConfig:
             raise ValueError(f"EmbedConfig.temperature must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"EmbedConfig.top_p must be in (0, 1], got {self.top_p}")
-
-
-@dataclass
-class Reasoning:
-    """One reasoned query: its trace, whether the token was forced, and its vector."""
-
-    trace: str  # the generated analysis, without the embed token
-    forced: bool  # True when the budget ran out (or the turn ended) and the token was appended
-    token_ids: list[int] = field(repr=False)  # generated ids, the last one is the embed token
-    vector: np.ndarray = field(repr=False)  # (H,) float32, L2-normalised
-    stop: str = "token"  # why it ended: "token" (emitted), "eos" (ended its turn; token appended), "budget"
-
-
-def embed_token_states(hidden: torch.Tensor, input_ids: torch.Tensor, embed_token_id: int,
-                       names: Sequence[str] | None = None) -> torch.Tensor:
-    """Return the L2-normalised hidden state at the last embed token of each row: (B, H) float32.
-
-    Args:
-        hidden: (B, T, H) final-layer hidden states, after the model's final norm.
-        input_ids: (B, T) the ids that produced them; padding may sit on either side.
-        embed_token_id: id of EMBED_TOKEN.
-        names: optional per-row names (example ids) used in the error message.
-
-    Raises:
-        ValueError: a row without the embed token, naming the row.
-    """
-    is_embed = input_ids == embed_token_id  # (B, T)
-    missing = (~is_embed.any(dim=1)).nonzero().flatten().tolist()
-    if missing:
-        row = missing[0]
-        label = f"row {row}" + (f" ({names[row]!r})" if names is not None else "")
-        raise ValueError(f"{label} has no {EMBED_TOKEN}; {len(missing)} of {len(input_ids)} rows lack it")
-    T = input_ids.shape[1]
-    last = T - 1 - is_embed.flip(dims=[1]).int().argmax(dim=1)  # (B,) position of the last embed token
-    states = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
-    return F.normalize(states.float(), dim=-1)
-
-
-def bar_ending(logits: torch.Tensor, embed_token_id: int, eos_token_id: int | None) -> torch.Tensor:
-    """Logits with the embed token and end-of-turn made impossible (a minimum reasoning length).
-
-    Decoding and the Stage-2 log-probs both apply it, so sampled tokens and their
-    probabilities come from the same distribution.
-    """
-    out = logits.clone()
-    out[..., embed_token_id] = float("-inf")
-    if eos_token_id is not None:
-        out[..., eos_token_id] = float("-inf")
-    return out
-
-
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 matmul (avx512_bf16 or AMX); without it bf16 is far slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """Map "auto" / "bf16" / "fp32" (or a torch dtype) to the dtype to run in."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-    if dtype == "auto":
-        fast_bf16 = device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
-        return torch.bfloat16 if fast_bf16 else torch.float32
-    if dtype not in table:
-        raise ValueError(f"unknown dtype {dtype!r}; use auto, bf16 or fp32")
-    return table[dtype]
 
 
 def add_embed_token(model, tokenizer) -> bool:
@@ -482,70 +413,7 @@ class SearchR3(SentenceTransformerMixin):
             for start in range(0, len(order), bs):
                 idx = order[start:start + bs]
                 generator = [generators[i] for i in idx] if generators else shared
-                for i, r in zip(idx, self._reason_batch([prompts[i].ids for i in idx], budget, sampling, generator)):
+                for i, r in zip(idx, reason_batch(self, [prompts[i].ids for i in idx], budget, sampling, generator)):
                     results[i] = r
                 bar.update(len(idx))
         return results  # type: ignore[return-value]
-
-    def _next_tokens(self, logits: torch.Tensor, sampling: tuple[float, float] | None,
-                     generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
-        """Pick the next id per row from (B, V) logits: argmax, or temperature + top-p sampling
-        (with one generator for the batch, or one per row)."""
-        if sampling is None:
-            return logits.argmax(dim=-1)
-        temperature, top_p = sampling
-        probs = torch.softmax(logits.float() / temperature, dim=-1)
-        sorted_p, sorted_ids = probs.sort(dim=-1, descending=True)
-        keep = sorted_p.cumsum(dim=-1) - sorted_p < top_p  # always keeps the most likely id
-        sorted_p = sorted_p * keep
-        dist = sorted_p / sorted_p.sum(dim=-1, keepdim=True)
-        if isinstance(generator, list):
-            choice = torch.cat([torch.multinomial(dist[i:i + 1], 1, generator=g) for i, g in enumerate(generator)])
-        else:
-            choice = torch.multinomial(dist, 1, generator=generator)
-        return sorted_ids.gather(-1, choice).squeeze(-1)
-
-    def _reason_batch(self, rows: list[list[int]], budget: int, sampling, generator) -> list[Reasoning]:
-        """Decode one left-padded batch with a KV cache until every row has fed its embed token."""
-        B = len(rows)
-        ids, mask, pos = self.collate(rows)
-        hidden, cache = self.hidden_states(ids, mask, pos, use_cache=True)
-        head = self.model.get_output_embeddings()
-        logits = head(hidden[:, -1])  # (B, V)
-        next_pos = pos[:, -1:] + 1  # (B, 1)
-        eos = self.tokenizer.eos_token_id
-        generated: list[list[int]] = [[] for _ in range(B)]
-        forced = torch.zeros(B, dtype=torch.bool, device=self.device)
-        by_eos = torch.zeros(B, dtype=torch.bool, device=self.device)
-        done = torch.zeros(B, dtype=torch.bool, device=self.device)
-        vectors = torch.zeros(B, self.dim, device=self.device)
-        for step in range(budget + 1):
-            if step < min(self.config.min_reasoning_tokens, budget):
-                logits = bar_ending(logits, self.embed_token_id, eos)
-            tok = self._next_tokens(logits, sampling, generator)  # (B,)
-            force = ~done & (tok != self.embed_token_id) & ((tok == eos) | (step >= budget))
-            by_eos |= force & (tok == eos)
-            tok = torch.where(force, torch.full_like(tok, self.embed_token_id), tok)
-            tok = torch.where(done, torch.full_like(tok, self.pad_token_id), tok)  # finished rows idle
-            forced |= force
-            ids_now, live = tok.tolist(), (~done).tolist()  # one device sync per step
-            for i in range(B):
-                if live[i]:
-                    generated[i].append(ids_now[i])
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            hidden, cache = self.hidden_states(tok[:, None], mask, next_pos, cache=cache, use_cache=True)
-            finishing = ~done & (tok == self.embed_token_id)
-            if finishing.any():
-                vectors[finishing] = embed_token_states(hidden[finishing], tok[finishing, None], self.embed_token_id)
-            done |= finishing
-            if bool(done.all()):
-                break
-            logits = head(hidden[:, -1])
-            next_pos = next_pos + 1
-        out = []
-        for i in range(B):
-            trace = self.tokenizer.decode(generated[i][:-1], skip_special_tokens=True,
-                                          clean_up_tokenization_spaces=False).strip()
-            stop = "eos" if by_eos[i] else "budget" if forced[i] else "token"
-            out.append(Reasoning(trace, bool(forced[i]), generated[i], vectors[i].cpu().numpy(), stop))
-        return out

@@ -29,7 +29,9 @@ import torch
 from .. import assets, losses
 from ..config import load_section
 from ..data import Dataset, load_dataset
-from ..modeling import EmbedConfig, SearchR3, bar_ending, embed_token_states
+from ..decoding import bar_ending
+from ..modeling import EmbedConfig, SearchR3
+from ..readout import embed_token_states
 from ..prompts import document_text
 from ..runtime import tune_malloc
 from . import distributed, reward

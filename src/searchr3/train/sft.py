@@ -23,7 +23,9 @@ import torch
 
 from .. import assets, losses
 from ..config import load_section
-from ..modeling import EmbedConfig, SearchR3, cpu_supports_bf16, embed_token_states
+from ..modeling import EmbedConfig, SearchR3
+from ..precision import cpu_supports_bf16
+from ..readout import embed_token_states
 from ..prompts import Prompt
 from ..runtime import tune_malloc
 from . import distributed

@@ -27,6 +27,19 @@ def test_embed_token_added_exactly_once_and_survives_save_load(tiny, tiny_folder
     np.testing.assert_allclose(reloaded.embed_documents(DOCS), tiny.embed_documents(DOCS), atol=1e-6)
 
 
+def test_a_saved_config_is_checked_on_load(tiny, tmp_path):
+    import json
+
+    from searchr3.config import ConfigError
+
+    saved = tiny.save_pretrained(tmp_path / "saved")
+    meta = json.loads((saved / "searchr3.json").read_text())
+    meta["config"]["batch_size"] = "16"  # hand-edited into a string
+    (saved / "searchr3.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=r"searchr3\.json \(config\).*batch_size"):
+        SearchR3.from_pretrained(saved, dtype="fp32", device="cpu")
+
+
 def test_save_overwrites_atomically(tiny, tmp_path):
     target = tmp_path / "m"
     tiny.save_pretrained(target)

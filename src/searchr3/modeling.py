@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import assets
+from .config import from_dict
 from .decoding import Reasoning, reason_batch
 from .fingerprint import SEARCHR3_FILE, tokenizer_folder, weights_fingerprint
 from .precision import resolve_dtype
@@ -148,7 +149,7 @@ class SearchR3(SentenceTransformerMixin):
 
             model = PeftModel.from_pretrained(model, folder, is_trainable=False).merge_and_unload()
         if config is None and "config" in meta:
-            config = EmbedConfig(**meta["config"])
+            config = from_dict(EmbedConfig, meta["config"], f"{folder / SEARCHR3_FILE} (config)")
         is_registered = str(name_or_path) in assets.registered_names()
         name = assets.canonical_name(str(name_or_path)) if is_registered else str(Path(folder).resolve())
         base = meta.get("base", name) if meta else name

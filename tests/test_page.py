@@ -2,7 +2,9 @@
 
 The open service runs the released RL adapter: a random tiny model ends its analysis at once
 (its trace is empty), and the RL adapter writes one. The key flow needs no trace and uses the
-tiny model. The test saves a screenshot of the page to benchmarks/results/search_page.png.
+tiny model. The test saves a screenshot of the page in its temporary folder, or where
+$SEARCHR3_SCREENSHOT says (`SEARCHR3_SCREENSHOT=benchmarks/results/search_page.png pytest
+tests/test_page.py` refreshes the README's picture; a plain test run leaves tracked files alone).
 """
 
 import os
@@ -21,7 +23,6 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium executable
                                 "chromium (apt-get install chromium; .ci/run does) or set $SEARCHR3_CHROMIUM")
 
 MODEL = "searchr3-smollm2-135m-rl-v1"  # the sft adapters write no trace
-SCREENSHOT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "search_page.png"
 KEY = "page-key-123"
 DOCS = [
     {"_id": "aspirin", "title": "Aspirin",
@@ -100,7 +101,7 @@ def run_search(page, query: str) -> None:
 
 
 @pytest.mark.integration
-def test_search_reason_add_and_errors(page, service):
+def test_search_reason_add_and_errors(page, service, tmp_path):
     page.goto(service.url)
     expect(page.locator("#server")).to_contain_text(f"{MODEL} · 4 documents")
     expect(page.locator("#auth")).to_be_hidden()  # this server needs no key
@@ -140,9 +141,10 @@ def test_search_reason_add_and_errors(page, service):
     trace_box, first_hit = page.locator("#trace").bounding_box(), page.locator("#results .hit").first.bounding_box()
     assert trace_box["y"] + trace_box["height"] <= first_hit["y"]
     expect(page.locator("#status")).to_contain_text("(reasoning)")
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT))
-    assert SCREENSHOT.stat().st_size < 300_000
+    screenshot = Path(os.environ.get("SEARCHR3_SCREENSHOT") or tmp_path / "search_page.png")
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(screenshot))
+    assert screenshot.stat().st_size < 300_000
 
     # An error from the API reaches the user in words: an id no URL can address is refused.
     page.fill("#doc-id", "..")

@@ -6,6 +6,7 @@ service's limits and are built by `serve.request_models`.
 
 from typing import Literal
 
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 
@@ -90,3 +91,10 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+def error_response(status: int, message: str, kind: str, param: str | None = None,
+                   code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`."""
+    body = ErrorResponse(error=ErrorDetail(message=message, type=kind, param=param, code=code))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)

@@ -10,17 +10,13 @@ Errors always come back as JSON in OpenAI's shape, `{"error": {"message", "type"
 request exceeds the configured batch or text limits, 422 for malformed JSON, wrong types and
 out-of-range values.
 
-With an API key configured, every route but the public ones (`PUBLIC_PATHS`: /health, the
-search page and its files, the OpenAPI docs) needs `Authorization: Bearer KEY`, the header the
-official OpenAI client sends. The check is one ASGI middleware, so it runs before any body is
-read and covers routes added later without anyone remembering to protect them.
+With an API key configured, every route but the public ones needs `Authorization: Bearer KEY`
+(`auth.py`: one ASGI middleware, run before any body is read).
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at
 # run time, and the request bodies are classes built per config inside `create_app`.
 import base64
-import hmac
-import ipaddress
 import sys
 import threading
 import time
@@ -36,7 +32,7 @@ require("serve", "uvicorn")
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -49,8 +45,9 @@ from .lexical import BM25Index
 from .modeling import SearchR3
 from .prompts import document_text
 from .api_schemas import (DeleteResponse, DocumentOut, DocumentsResponse, EmbeddingData, EmbeddingResponse,
-                          ErrorDetail, ErrorResponse, HealthResponse, ModelCard, ModelList, SearchHit,
-                          SearchResponse, Usage)
+                          ErrorResponse, HealthResponse, ModelCard, ModelList, SearchHit, SearchResponse, Usage,
+                          error_response)
+from .auth import BearerAuth, document_auth, exposure_warning
 from .search import lexical_index, search as search_index
 
 
@@ -230,92 +227,12 @@ class Service:
             self.store.close()
 
 
-def _error_json(status: int, message: str, kind: str, param: str | None = None,
-                code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorResponse(error=ErrorDetail(message=message, type=kind, param=param, code=code))
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
-
-
-# ---------------------------------------------------------------------------- page and access control
+# ---------------------------------------------------------------------------- the search page
 WEB_DIR = Path(__file__).parent / "web"  # the search page: plain HTML, JS and CSS (package data)
 # The page loads its own files only: no inline script, no other origin, no framing.
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; base-uri 'none'; "
                                            "form-action 'self'; frame-ancestors 'none'",
                 "X-Content-Type-Options": "nosniff"}
-# Open without a key: the health probe, the page and its files, and the API's description
-# (it says what the routes accept, which the published docs say too; it holds no data).
-PUBLIC_PATHS = frozenset({"/", "/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-PUBLIC_PREFIXES = ("/static/",)
-
-
-def is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
-
-
-class BearerAuth:
-    """ASGI middleware: every non-public request must carry `Authorization: Bearer <key>`.
-
-    The key is compared with `hmac.compare_digest`, so the time taken does not say how much of
-    a guess was right. A refusal is a 401 in OpenAI's error shape with `WWW-Authenticate: Bearer`.
-    """
-
-    def __init__(self, app, key: str):
-        self.app, self.key = app, key.encode()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or is_public(scope["path"]):
-            return await self.app(scope, receive, send)
-        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        scheme, _, token = (header or b"").partition(b" ")
-        if header is not None and scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key):
-            return await self.app(scope, receive, send)
-        if header is None:
-            message, code = "missing API key: send the header 'Authorization: Bearer <key>'", "missing_api_key"
-        elif scheme.lower() != b"bearer":
-            message, code = "the Authorization header must use the Bearer scheme: 'Bearer <key>'", "invalid_api_key"
-        else:
-            message, code = "invalid API key", "invalid_api_key"
-        response = _error_json(401, message, "invalid_request_error", code=code,
-                               headers={"WWW-Authenticate": "Bearer"})
-        await response(scope, receive, send)
-
-
-def _document_auth(app: FastAPI) -> None:
-    """Mark the protected operations in the OpenAPI schema, so /docs can send the key."""
-    build = app.openapi
-    refused = {"description": "missing or wrong API key",
-               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
-
-    def openapi() -> dict:
-        if app.openapi_schema is None:
-            spec = build()  # caches itself in app.openapi_schema; completed in place
-            spec.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
-                "type": "http", "scheme": "bearer"}
-            for path, operations in spec["paths"].items():
-                if not is_public(path):
-                    for operation in operations.values():
-                        operation["security"] = [{"bearer": []}]
-                        operation["responses"]["401"] = refused
-        return app.openapi_schema
-
-    app.openapi = openapi
-
-
-def exposure_warning(host: str, api_key: str | None) -> str | None:
-    """The warning to print when the service listens beyond this machine with no key, else None."""
-    if api_key:
-        return None
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        loopback = False
-    if loopback:
-        return None
-    return (f"searchr3: warning: serving on {host}, which is not a loopback address, without an API key: "
-            f"anyone who can reach this port can search, add and delete documents. Set --api-key or "
-            f"$SEARCHR3_API_KEY, or serve on 127.0.0.1.")
-
-
 SIZE_ERRORS = ("too_long", "string_too_long")  # pydantic's error types for max_length on lists / strings
 
 
@@ -344,11 +261,11 @@ def create_app(service: Service) -> FastAPI:
     app.state.service = service
     if service.config.api_key:
         app.add_middleware(BearerAuth, key=service.config.api_key)
-        _document_auth(app)
+        document_auth(app)
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError):
-        return _error_json(exc.status, exc.message, exc.kind, exc.param, exc.code)
+        return error_response(exc.status, exc.message, exc.kind, exc.param, exc.code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
@@ -357,17 +274,17 @@ def create_app(service: Service) -> FastAPI:
         if too_large:  # over max_batch or max_chars: the request is too large, not malformed
             message, param = _describe(too_large)
             code = "too_many_inputs" if too_large[0]["type"] == "too_long" else "input_too_long"
-            return _error_json(413, message, "invalid_request_error", param, code)
+            return error_response(413, message, "invalid_request_error", param, code)
         message, param = _describe(errors)
-        return _error_json(422, message, "invalid_request_error", param)
+        return error_response(422, message, "invalid_request_error", param)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
-        return _error_json(exc.status_code, str(exc.detail), "invalid_request_error")
+        return error_response(exc.status_code, str(exc.detail), "invalid_request_error")
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception):  # a bug must not take the service down
-        return _error_json(500, f"internal error: {type(exc).__name__}: {exc}", "server_error")
+        return error_response(500, f"internal error: {type(exc).__name__}: {exc}", "server_error")
 
     bodies = request_models(service.config, service.model.dim)
     EmbeddingRequest, SearchRequest, DocumentsRequest = bodies.embedding, bodies.search, bodies.documents

@@ -144,6 +144,35 @@ def markdown(results: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(results: dict, meta: dict, path: Path) -> None:
+    """Grouped bars: nDCG@10 per set, one bar per system (hybrid bars hatched)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = ["bm25"] + [c for s in meta["systems"] for c in (s, f"hybrid:{s}")]
+    sets = [d for d in meta["sets"] if d in results]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(sets) + 2), 3.6))
+    width = 0.8 / len(columns)
+    colours = plt.get_cmap("tab10")
+    for j, c in enumerate(columns):
+        base = c[len("hybrid:"):] if c.startswith("hybrid:") else c
+        colour = "0.6" if c == "bm25" else colours((meta["systems"].index(base)) % 10)
+        xs = [i + (j - (len(columns) - 1) / 2) * width for i, d in enumerate(sets) if c in results[d]]
+        ys = [results[d][c]["metrics"]["ndcg@10"] for d in sets if c in results[d]]
+        label = "BM25" if c == "bm25" else (f"{short(base)} + BM25" if c != base else short(c))
+        ax.bar(xs, ys, width, color=colour, hatch="//" if c != base else None, edgecolor="white", label=label)
+    ax.set_xticks(range(len(sets)), sets)
+    ax.set_ylabel("nDCG@10 (test)")
+    top = max((r[c]["metrics"]["ndcg@10"] for r in results.values() for c in r), default=1.0)
+    ax.set_ylim(0, top * 1.3)  # room for the legend above the bars
+    ax.legend(fontsize=7, ncol=4, frameon=False, loc="upper center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), help="dense systems: names, folders, minilm")
@@ -158,6 +187,8 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "quality.json"
     saved = {} if args.fresh or not path.is_file() else json.loads(path.read_text())
+    if not isinstance(saved, dict) or (saved and "results" not in saved):
+        parser.error(f"{path} is not a file this script wrote; move it away or pass --fresh")
     if saved and saved.get("meta", {}).get("hybrid") not in (None, dataclasses.asdict(hybrid)):
         parser.error(f"{path} was measured with hybrid {saved['meta']['hybrid']}; pass --fresh to remeasure")
     results = saved.get("results", {})
@@ -169,7 +200,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     def save() -> None:
         path.write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
-        (out / "quality.md").write_text(markdown(results, meta))
+        (out / "quality.md").write_text(markdown(results, meta) + "\n![nDCG@10 by set](quality.png)\n")
+        plot(results, meta, out / "quality.png")
 
     for data in args.sets:
         measure(data, args.systems, results, hybrid, args.dtype, save)

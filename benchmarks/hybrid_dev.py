@@ -106,7 +106,7 @@ def markdown(record: dict) -> str:
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in record["rows"]:
         delta = f"{r['diff_vs_default']:+.3f}" if "diff_vs_default" in r else "–"
-        p = f"{r['p']:.3f}" if "p" in r else "–"
+        p = f"{r['p']:.4f}" if "p" in r else "–"
         lines.append(f"| {r['system']} | {r.get('method', '–')} | {r.get('weight', '–')} | {r['ndcg@10']:.3f} | "
                      f"{delta} | {p} | {r['recall@100']:.3f} | {r['mrr@10']:.3f} |")
     lines += ["", f"**Chosen: {c['method']} {c['weight']}** (depth {c['depth']}, rrf_k {c['rrf_k']}). "

@@ -68,7 +68,7 @@ def test_score_fusion_by_hand():
 
 
 def test_rrf_ties_share_a_rank_and_input_order_does_not_matter():
-    config = HybridConfig(rrf_k=0)
+    config = HybridConfig(method="rrf", rrf_k=0)
     got = fuse({"a": 1.0, "b": 0.5, "c": 0.5, "d": 0.1}, {}, config)
     assert got == {"a": 0.5, "b": 0.25, "c": 0.25, "d": 0.125}  # ranks 1, 2, 2, 4
     flipped = fuse({"d": 0.1, "c": 0.5, "b": 0.5, "a": 1.0}, {}, config)
@@ -84,13 +84,13 @@ def test_empty_sides_and_one_sided_documents():
         assert list(only_dense) == list(only_lexical) == ["b", "a"]
         assert only_dense == only_lexical  # equal weights: the sides are symmetric
     # weight 1: the lexical side adds nothing, so the dense order survives and lexical-only docs score 0
-    assert fuse({"a": 0.2, "b": 0.9}, {"c": 5.0}, HybridConfig(weight=1.0)) == pytest.approx(
+    assert fuse({"a": 0.2, "b": 0.9}, {"c": 5.0}, HybridConfig(method="rrf", weight=1.0)) == pytest.approx(
         {"b": 1 / 61, "a": 1 / 62, "c": 0.0})
 
 
 def test_depth_cuts_each_side_before_fusing():
     dense = {f"d{i}": 1.0 - i / 10 for i in range(5)}
-    got = fuse(dense, {"d4": 9.0}, HybridConfig(depth=2, rrf_k=0))
+    got = fuse(dense, {"d4": 9.0}, HybridConfig(method="rrf", depth=2, rrf_k=0))
     assert got == {"d4": 0.5, "d0": 0.5, "d1": 0.25}  # d2, d3 were cut; d4 only came from BM25
 
 
@@ -195,10 +195,13 @@ def test_eval_hybrid_reuses_the_dense_vectors_and_names_its_config(tiny_folder, 
     assert encoded == []  # every corpus vector came from the cache the dense eval filled
     assert hybrid["model"]["spec"] == f"hybrid:{tiny_folder}"
     assert hybrid["model"]["name"] == f"hybrid:{dense['model']['name']}"
-    assert hybrid["model"]["hybrid"] == {"method": "rrf", "weight": 0.5, "depth": 100, "rrf_k": 60}
+    assert hybrid["model"]["hybrid"] == {"method": "score", "weight": 0.5, "depth": 100, "rrf_k": 60}
     assert hybrid["model"]["fingerprint"] == dense["model"]["fingerprint"]
-    assert hybrid["modes"]["off"]["metrics"]["ndcg@10"] == 1.0  # each marker's BM25 match comes first
-    assert dense["modes"]["off"]["metrics"]["ndcg@10"] < 1.0  # which the random tiny model cannot all find
+    ndcg = {name: r["modes"]["off"]["metrics"]["ndcg@10"] for name, r in [("dense", dense), ("hybrid", hybrid)]}
+    assert ndcg["dense"] < ndcg["hybrid"]  # the random tiny model cannot find the markers; BM25 can
+    rrf = evaluate_model(f"hybrid:{tiny_folder}", str(folder), dtype="fp32", hybrid_config=HybridConfig(method="rrf"))
+    assert encoded == []
+    assert rrf["modes"]["off"]["metrics"]["ndcg@10"] == 1.0  # by ranks, each marker's BM25 match comes first
 
     out, config = tmp_path / "h.json", tmp_path / "h.yaml"
     config.write_text("hybrid:\n  method: score\n  weight: 0.7\n")
@@ -225,7 +228,8 @@ def test_dev_grid_script_matches_the_eval_and_applies_the_rule(tiny_folder, tmp_
     assert "Chosen: rrf 0.5" in (tmp_path / "out" / "hybrid_dev.md").read_text()
     hybrid = [r for r in record["rows"] if r["system"] == "hybrid"]
     assert [(r["method"], r["weight"]) for r in hybrid] == grid.GRID
-    default = next(r for r in hybrid if (r["method"], r["weight"]) == grid.DEFAULT)
+    current = HybridConfig()  # the eval's default: the setting the rule chose on the real dev split
+    default = next(r for r in hybrid if (r["method"], r["weight"]) == (current.method, current.weight))
     evaluated = evaluate_model(f"hybrid:{tiny_folder}", str(folder), dtype="fp32")["modes"]["off"]["metrics"]
     assert default["ndcg@10"] == pytest.approx(evaluated["ndcg@10"])
     dense = next(r for r in record["rows"] if r["system"] == "dense")
@@ -297,7 +301,8 @@ def test_service_hybrid_follows_upserts_and_deletes(tiny, tmp_path):
 def test_service_hybrid_survives_kill_9(tiny_folder, tiny, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     index = tmp_path / "index"
-    server = ServiceProcess(tiny_folder, index, max_length=48, env=env, timeout=120)
+    # fp32 like the `tiny` fixture: score fusion (the default) carries the dense scores into the result
+    server = ServiceProcess(tiny_folder, index, max_length=48, env=env, timeout=120, dtype="fp32")
     base = server.url
     ask = {"query": MARKERS[2], "k": 5, "hybrid": True}
     try:
@@ -315,7 +320,7 @@ def test_service_hybrid_survives_kill_9(tiny_folder, tiny, tmp_path):
     docs = [d for d in DOCS if d["_id"] not in ("d02", "d05")] + [moved]
     expected = expected_hits(tiny, docs, MARKERS[2], 5)
     assert before["hits"][0]["id"] == "d05"
-    with ServiceProcess(tiny_folder, index, port=server.port, max_length=48, env=env, timeout=120):
+    with ServiceProcess(tiny_folder, index, port=server.port, max_length=48, env=env, timeout=120, dtype="fp32"):
         after = httpx.post(f"{base}/v1/search", json=ask, timeout=30).json()
     assert after == before
     assert_hits(after, expected)

@@ -46,13 +46,15 @@ class ServiceProcess:
 
     def __init__(self, model: str | os.PathLike, index: str | os.PathLike, *, port: int | None = None,
                  host: str = "127.0.0.1", max_length: int | None = None, env: dict[str, str] | None = None,
-                 timeout: float = 300.0, log_level: str = "warning"):
+                 timeout: float = 300.0, log_level: str = "warning", dtype: str | None = None):
         self.port = port or free_port(host)
         self.url = f"http://{host}:{self.port}"
         self.command = [sys.executable, "-m", "searchr3.cli", "serve", "--model", str(model), "--index",
                         str(Path(index)), "--host", host, "--port", str(self.port), "--log-level", log_level]
         if max_length is not None:
             self.command += ["--max-length", str(max_length)]
+        if dtype is not None:
+            self.command += ["--dtype", dtype]
         self._log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server cannot block on it
         self.process = subprocess.Popen(self.command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_healthy(timeout)

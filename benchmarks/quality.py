@@ -129,19 +129,20 @@ def markdown(results: dict, meta: dict) -> str:
     lines += ["", "▲/▼: nDCG@10 above/below BM25 on the same set (paired randomisation test over per-query "
               "nDCG@10, 10,000 sign flips, p < 0.05). –: not measured.", "",
               "Recall@100 (how much of the judged set a reranker downstream could still find):", "",
-              "| set (test) | " + " | ".join(names[c] for c in columns) + " |", "|---|" + "---:|" * len(columns)]
-    for data in meta["sets"]:
-        row = results.get(data, {})
-        lines.append(f"| {data} | " + " | ".join(f"{row[c]['metrics']['recall@100']:.3f}" if c in row else "–"
-                                                   for c in columns) + " |")
-    lines += ["", "Seconds per system and set (dense: encoding the corpus and the queries, from the vector "
+              *_table(results, meta, columns, names, lambda e: f"{e['metrics']['recall@100']:.3f}"), "",
+              "Seconds per system and set (dense: encoding the corpus and the queries, from the vector "
               "cache when an earlier run encoded it; hybrid: dense + BM25 + fusion):", "",
-              "| set (test) | " + " | ".join(names[c] for c in columns) + " |", "|---|" + "---:|" * len(columns)]
+              *_table(results, meta, columns, names, lambda e: f"{e['seconds']:.0f}")]
+    return "\n".join(lines) + "\n"
+
+
+def _table(results: dict, meta: dict, columns: list[str], names: dict, cell) -> list[str]:
+    """Rows of one Markdown table: a set per row, `cell(entry)` per column, – where not measured."""
+    lines = ["| set (test) | " + " | ".join(names[c] for c in columns) + " |", "|---|" + "---:|" * len(columns)]
     for data in meta["sets"]:
         row = results.get(data, {})
-        lines.append(f"| {data} | " + " | ".join(f"{row[c]['seconds']:.0f}" if c in row else "–"
-                                                   for c in columns) + " |")
-    return "\n".join(lines) + "\n"
+        lines.append(f"| {data} | " + " | ".join(cell(row[c]) if c in row else "–" for c in columns) + " |")
+    return lines
 
 
 def plot(results: dict, meta: dict, path: Path) -> None:

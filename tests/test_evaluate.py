@@ -99,6 +99,19 @@ def test_evaluate_model_record_and_reasoning_cache(tiny_folder, tmp_path):
     assert "| 3 | 8 |" in markdown_table([short])  # queries, then the max length column
 
 
+def test_evaluation_uses_the_lengths_saved_with_the_model(tiny_folder, tmp_path):
+    from searchr3 import EmbedConfig, SearchR3
+
+    folder = _toy(tmp_path / "toy")
+    saved = SearchR3.from_pretrained(tiny_folder, dtype="fp32", device="cpu",
+                                     config=EmbedConfig(max_length=20, query_max_length=6)).save_pretrained(tmp_path / "m")
+    record = evaluate_model(str(saved), str(folder), dtype="fp32")
+    assert (record["model"]["max_length"], record["model"]["query_max_length"]) == (20, 6)
+    assert "| 3 | 20 (queries 6) |" in markdown_table([record])
+    shorter = evaluate_model(str(saved), str(folder), dtype="fp32", max_length=8)  # --max-length: documents
+    assert (shorter["model"]["max_length"], shorter["model"]["query_max_length"]) == (8, 6)
+
+
 def test_reasoning_cache_hits_on_rerun(tiny, tmp_path):
     retriever = SearchR3Retriever(tiny, reasoning=True)
     corpus = [Document("d1", "", "some text"), Document("d2", "", "other text")]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from searchr3 import EMBED_TOKEN, SearchR3, decoding, embed_token_states
+from searchr3 import EMBED_TOKEN, EmbedConfig, SearchR3, decoding, embed_token_states
 
 DOCS = ["Aspirin inhibits platelet aggregation.", "", "short",
         "Mitochondria produce most of the chemical energy needed by the cell. " * 3,
@@ -212,3 +212,36 @@ def test_min_reasoning_tokens_bars_the_token_until_then(tiny_folder):
         assert len(r.token_ids) >= 5 and model.embed_token_id not in r.token_ids[:4]
     with pytest.raises(ValueError, match="min_reasoning_tokens"):
         EmbedConfig(reasoning_tokens=4, min_reasoning_tokens=5)
+
+
+def test_queries_and_documents_have_their_own_lengths(tiny_folder, tmp_path):
+    import json
+
+    model = SearchR3.from_pretrained(tiny_folder, dtype="fp32", device="cpu",
+                                     config=EmbedConfig(batch_size=4, max_length=48, query_max_length=8))
+    long = " ".join(["word"] * 40)  # 40 tokens: whole as a document, cut as a query
+    assert not model.prompts.document(long).truncated
+    with pytest.warns(UserWarning, match=r"1 of 1 texts exceed query_max_length=8 tokens"):
+        cut = model.embed_queries([long])
+    np.testing.assert_allclose(cut, model.embed_queries([" ".join(["word"] * 8)]), atol=1e-5)
+    assert model.prompts.reasoning(long).text_tokens == 40 and model.prompts.reasoning(long).truncated
+    assert not np.allclose(model.embed_documents([long]), model.embed_documents([" ".join(["word"] * 8)]), atol=1e-3)
+
+    saved = model.save_pretrained(tmp_path / "saved")  # both lengths travel with the model
+    assert json.loads((saved / "searchr3.json").read_text())["config"]["query_max_length"] == 8
+    reloaded = SearchR3.from_pretrained(saved, dtype="fp32", device="cpu")
+    assert (reloaded.config.max_length, reloaded.config.query_length) == (48, 8)
+    reloaded.set_max_length(20)  # documents only: the saved query length stays
+    assert (reloaded.prompts.max_length, reloaded.prompts.query_max_length) == (20, 8)
+
+    meta = json.loads((saved / "searchr3.json").read_text())
+    del meta["config"]["query_max_length"]  # a model saved before queries had their own length
+    (saved / "searchr3.json").write_text(json.dumps(meta))
+    old = SearchR3.from_pretrained(saved, dtype="fp32", device="cpu")
+    assert old.config.query_max_length is None and old.prompts.query_max_length == 48
+    same = SearchR3.from_pretrained(saved, dtype="fp32", device="cpu",
+                                    config=EmbedConfig(batch_size=4, max_length=48, query_max_length=48))
+    assert same.prompts.fingerprint == old.prompts.fingerprint  # caches written before stay valid
+    assert model.prompts.fingerprint != old.prompts.fingerprint
+    with pytest.raises(ValueError, match="query_max_length must be >= 1"):
+        EmbedConfig(query_max_length=0)

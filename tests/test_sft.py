@@ -167,3 +167,12 @@ def test_reasoning_examples_use_self_traces_and_kl(tiny_folder, tmp_path, monkey
                           tmp_path / "w", _examples())
     again = weighted.losses([e for e in weighted.examples if e.query_id in weighted.traces][:4])
     assert again["total"].item() == pytest.approx(terms["total"].item() + 2.0 * terms["token"].item(), rel=1e-5)
+
+
+def test_the_trained_lengths_are_saved_with_the_model(tiny_folder, tmp_path):
+    trainer = SFTTrainer(_config(tiny_folder, steps=1, max_length=16, query_max_length=5), tmp_path / "run",
+                         _examples())
+    assert trainer.query_prompt(trainer.examples[0]).truncated  # "tell me about ..." is cut to 5 tokens
+    assert not trainer.model.prompts.document(trainer.examples[0].positive).truncated
+    loaded = SearchR3.from_pretrained(trainer.train(), dtype="fp32", device="cpu")
+    assert (loaded.config.max_length, loaded.config.query_length) == (16, 5)

@@ -35,7 +35,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    "(without one: the model's saved settings)")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 where the hardware runs it fast, else fp32")
-    p.add_argument("--max-length", type=int, help="tokens of text kept per document/query")
+    p.add_argument("--max-length", type=int, help="tokens of text kept per document (and per query, unless the "
+                   "model saved a query_max_length of its own)")
     p.add_argument("--batch-size", type=int, help="texts per forward pass")
 
 

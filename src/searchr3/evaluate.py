@@ -161,6 +161,8 @@ def markdown_table(records: Sequence[dict], baseline_index: dict[str, int] | Non
             cells = [data, rec["model"].get("name", rec["model"]["spec"]), mode]
             cells += [f"{res['metrics'][m]:.3f}" + (mark if m == "ndcg@10" else "") for m in TABLE_METRICS]
             length = rec["model"].get("max_length", rec["model"].get("max_seq_length", "–"))
+            query_length = rec["model"].get("query_max_length", length)
+            length = length if query_length == length else f"{length} (queries {query_length})"
             cells += [str(len(res["per_query"])), str(length), f"{res['timing']['total_seconds']:.0f}"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -43,7 +43,9 @@ class EmbedConfig:
     """Inference settings; every default can be overridden from YAML (configs/)."""
 
     batch_size: int = field(default=16, metadata={"ge": 1})  # texts per forward pass
-    max_length: int = field(default=512, metadata={"ge": 1})  # tokens of user text kept per document or query
+    max_length: int = field(default=512, metadata={"ge": 1})  # tokens of user text kept per document
+    # tokens kept per query (None: max_length); queries are short, documents carry the evidence
+    query_max_length: int | None = field(default=None, metadata={"ge": 1})
     reasoning_tokens: int = field(default=64, metadata={"ge": 1})  # reasoning budget before the token is forced
     min_reasoning_tokens: int = field(default=0, metadata={"ge": 0})  # token and end of turn barred before this many
     temperature: float = field(default=0.7, metadata={"gt": 0})  # only when sampling (RL rollouts, sample=True)
@@ -51,8 +53,8 @@ class EmbedConfig:
     pad_to_multiple: int = field(default=16, metadata={"ge": 1})  # pad batch length to a multiple (steadier kernels)
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "max_length", "reasoning_tokens", "pad_to_multiple"):
-            if getattr(self, name) < 1:
+        for name in ("batch_size", "max_length", "query_max_length", "reasoning_tokens", "pad_to_multiple"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"EmbedConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.min_reasoning_tokens <= self.reasoning_tokens:
             raise ValueError(f"EmbedConfig.min_reasoning_tokens must be in [0, reasoning_tokens], "
@@ -61,6 +63,11 @@ class EmbedConfig:
             raise ValueError(f"EmbedConfig.temperature must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"EmbedConfig.top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def query_length(self) -> int:
+        """Tokens of query text kept: `query_max_length`, else `max_length`."""
+        return self.max_length if self.query_max_length is None else self.query_max_length
 
 
 def add_embed_token(model, tokenizer) -> bool:
@@ -111,7 +118,7 @@ class SearchR3(SentenceTransformerMixin):
         self.config = config or EmbedConfig()
         self.embed_token_id = tokenizer.convert_tokens_to_ids(EMBED_TOKEN)
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.prompts = PromptBuilder(tokenizer, self.config.max_length)
+        self.prompts = PromptBuilder(tokenizer, self.config.max_length, self.config.query_max_length)
         self._backbone = model.get_decoder()
         self._cache_kw = _kwarg_name(self._backbone.forward, "cache", "past_key_values")
         self._weights_source: str | None = None  # the name or folder the weights were loaded from
@@ -242,10 +249,15 @@ class SearchR3(SentenceTransformerMixin):
                                  f"unexpected {unexpected[:3]})")
         self._forget_fingerprints()
 
-    def set_max_length(self, max_length: int) -> None:
-        """Change how many tokens of text are kept per document or query."""
+    def set_max_length(self, max_length: int, query_max_length: int | None = None) -> None:
+        """Change how many tokens of text are kept per document, and per query if given.
+
+        A model whose queries follow the document length (`query_max_length` None) keeps doing so.
+        """
         self.config.max_length = max_length
-        self.prompts = PromptBuilder(self.tokenizer, max_length)
+        if query_max_length is not None:
+            self.config.query_max_length = query_max_length
+        self.prompts = PromptBuilder(self.tokenizer, max_length, self.config.query_max_length)
         self.__dict__.pop("fingerprint", None)  # prompts are part of it
 
     # ------------------------------------------------------------------ properties
@@ -318,11 +330,13 @@ class SearchR3(SentenceTransformerMixin):
         new_cache = out["cache"] if "cache" in out else out["past_key_values"]  # renamed in transformers 5.x
         return out.last_hidden_state, new_cache
 
-    def _warn_truncated(self, prompts: Sequence[Prompt], what: str) -> None:
+    def _warn_truncated(self, prompts: Sequence[Prompt], what: str, queries: bool = False) -> None:
         cut = [i for i, p in enumerate(prompts) if p.truncated]
         if cut:
             first = cut[0]
-            warnings.warn(f"{len(cut)} of {len(prompts)} {what} exceed max_length={self.config.max_length} tokens "
+            limit = (f"query_max_length={self.config.query_max_length}" if queries and self.config.query_max_length
+                     else f"max_length={self.config.max_length}")
+            warnings.warn(f"{len(cut)} of {len(prompts)} {what} exceed {limit} tokens "
                           f"and were truncated (first: {what}[{first}], {prompts[first].text_tokens} tokens)",
                           stacklevel=3)
 
@@ -365,7 +379,7 @@ class SearchR3(SentenceTransformerMixin):
             results = self.reason(texts, batch_size=batch_size, show_progress=show_progress)
             return self.stack(results)
         prompts = [self.prompts.query(t) for t in texts]
-        self._warn_truncated(prompts, "texts")
+        self._warn_truncated(prompts, "texts", queries=True)
         return self._embed_prompts(prompts, batch_size, "queries", show_progress)
 
     def stack(self, results: Sequence[Reasoning]) -> np.ndarray:
@@ -390,7 +404,7 @@ class SearchR3(SentenceTransformerMixin):
         """
         texts = validate_texts(texts)
         prompts = [self.prompts.reasoning(t) for t in texts]
-        self._warn_truncated(prompts, "texts")
+        self._warn_truncated(prompts, "texts", queries=True)
         budget = self.config.reasoning_tokens if max_new_tokens is None else max_new_tokens
         if budget < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {budget}")

@@ -84,16 +84,20 @@ class PromptBuilder:
 
     Args:
         tokenizer: a Hugging Face tokenizer that already contains EMBED_TOKEN.
-        max_length: the most tokens of user text kept; longer texts are cut at the end.
+        max_length: the most tokens of document text kept; longer texts are cut at the end.
+        query_max_length: the same for queries (direct and reasoning); None: `max_length`.
     """
 
-    def __init__(self, tokenizer, max_length: int):
+    def __init__(self, tokenizer, max_length: int, query_max_length: int | None = None):
         if EMBED_TOKEN not in tokenizer.get_vocab():
             raise ValueError(f"tokenizer has no {EMBED_TOKEN}; load the model with SearchR3.from_pretrained")
-        if max_length < 1:
-            raise ValueError(f"max_length must be >= 1, got {max_length}")
+        query_max_length = max_length if query_max_length is None else query_max_length
+        for name, value in (("max_length", max_length), ("query_max_length", query_max_length)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.query_max_length = query_max_length
         self._templates = {
             "document": self._template(DOCUMENT_SYSTEM, EMBED_TOKEN),
             "query": self._template(QUERY_SYSTEM, EMBED_TOKEN),
@@ -102,9 +106,11 @@ class PromptBuilder:
 
     @property
     def fingerprint(self) -> str:
-        """A short hash of every template's ids and max_length: changes when a prompt changes."""
+        """A short hash of every template's ids and both lengths: changes when a prompt changes."""
         parts = [(k, t.prefix, t.suffix) for k, t in sorted(self._templates.items())]
-        return hashlib.sha256(repr((parts, self.max_length)).encode()).hexdigest()[:16]
+        lengths = (self.max_length,) if self.query_max_length == self.max_length else (  # one length: as before,
+            self.max_length, self.query_max_length)  # so caches keyed before queries had their own stay valid
+        return hashlib.sha256(repr((parts, *lengths)).encode()).hexdigest()[:16]
 
     def _template(self, system: str, prefill: str) -> _Template:
         before, after = render_chat(self.tokenizer, system, prefill)
@@ -113,21 +119,23 @@ class PromptBuilder:
 
     def _build(self, kind: str, text: str) -> Prompt:
         template = self._templates[kind]
+        limit = self.max_length if kind == "document" else self.query_max_length
         ids = self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         n = len(ids)
-        full = template.prefix + ids[: self.max_length] + template.suffix
-        return Prompt(full, n, n > self.max_length, len(full) - template.prefill)
+        full = template.prefix + ids[:limit] + template.suffix
+        return Prompt(full, n, n > limit, len(full) - template.prefill)
 
     def document(self, text: str) -> Prompt:
         """Document prompt; the assistant turn is pre-filled so EMBED_TOKEN is the last id."""
         return self._build("document", text)
 
     def query(self, text: str) -> Prompt:
-        """Direct query prompt (no reasoning); EMBED_TOKEN is the last id."""
+        """Direct query prompt (no reasoning, text cut to `query_max_length`); EMBED_TOKEN is the last id."""
         return self._build("query", text)
 
     def reasoning(self, text: str) -> Prompt:
-        """Reasoning prompt ending at the assistant header; generation continues from it."""
+        """Reasoning prompt (text cut to `query_max_length`) ending at the assistant header; generation
+        continues from it."""
         return self._build("reasoning", text)
 
     def completed(self, prompt: Prompt, completion: Sequence[int]) -> Prompt:

@@ -44,7 +44,8 @@ class SFTConfig:
     negatives: int = field(default=1, metadata={"ge": 0})  # BM25 hard negatives per query
     neg_rank_min: int = field(default=3, metadata={"ge": 0})  # skip BM25's top ranks (often unjudged positives)
     neg_rank_max: int = field(default=30, metadata={"ge": 1})
-    max_length: int = field(default=256, metadata={"ge": 1})  # tokens of query/document text
+    max_length: int = field(default=256, metadata={"ge": 1})  # tokens of document text (saved with the model)
+    query_max_length: int | None = field(default=None, metadata={"ge": 1})  # tokens of query text (None: max_length)
     reasoning_fraction: float = field(default=0.0, metadata={"ge": 0, "le": 1})  # share in reasoning form (own trace)
     reasoning_tokens: int = field(default=64, metadata={"ge": 1})  # budget of those self-generated traces
     # model
@@ -102,13 +103,18 @@ def lr_at(step: int, config: SFTConfig) -> float:
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def embed_config(config: SFTConfig) -> EmbedConfig:
+    """The inference settings a run trains under; saved with the model, so evaluation uses the same lengths."""
+    return EmbedConfig(max_length=config.max_length, query_max_length=config.query_max_length)
+
+
 def prepare_model(config: SFTConfig) -> SearchR3:
     """Load the base, make only the right parameters trainable (LoRA, or full with token-row embeddings).
 
     Starting from a saved LoRA adapter (e.g. the released one) with `lora_r > 0` continues that
     adapter, at its own rank; the KL reference is still the plain base (the adapter switched off).
     """
-    embed = EmbedConfig(max_length=config.max_length)
+    embed = embed_config(config)
     if config.lora_r > 0:
         model = SearchR3.from_adapter_trainable(config.init, config=embed)
         if model is not None:
@@ -203,7 +209,7 @@ class SFTTrainer(Trainer):
         if base == Path(assets.resolve_model(self.config.init)).resolve():  # a fresh start: a zero LoRA over the base
             return self.model
         return SearchR3.from_pretrained(self.model.base, dtype="fp32", device=str(self.model.device),
-                                        config=EmbedConfig(max_length=self.config.max_length))
+                                        config=embed_config(self.config))
 
     def query_prompt(self, example: Example) -> Prompt:
         """The training prompt of a query: direct, or reasoning with its self-generated trace."""

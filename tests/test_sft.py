@@ -176,3 +176,46 @@ def test_the_trained_lengths_are_saved_with_the_model(tiny_folder, tmp_path):
     assert not trainer.model.prompts.document(trainer.examples[0].positive).truncated
     loaded = SearchR3.from_pretrained(trainer.train(), dtype="fp32", device="cpu")
     assert (loaded.config.max_length, loaded.config.query_length) == (16, 5)
+
+
+def test_epoch_batches_group_by_length_and_stay_random():
+    import doctest
+    import random
+
+    from searchr3.train import batching
+
+    assert doctest.testmod(batching).failed == 0
+    rng = random.Random(1)
+    lengths = [rng.randint(10, 300) for _ in range(203)]
+    plain = batching.epoch_batches(lengths, 8, 0, seed=5)
+    order = list(range(203))
+    random.Random(5).shuffle(order)
+    assert plain == [order[i:i + 8] for i in range(0, 200, 8)]  # without a window: the trainer's old order
+    grouped = batching.epoch_batches(lengths, 8, 5, seed=5)
+    assert len(grouped) == 25 and all(len(b) == 8 for b in grouped)
+    assert sorted(i for b in grouped for i in b) == sorted(order[:200])  # the same examples, each once
+    for start in range(0, 200, 40):  # each window's examples stay in its own batches...
+        window = set(order[start:start + 40])
+        assert sum(set(b) <= window for b in grouped) == 5
+    assert grouped != sorted(grouped, key=lambda b: -lengths[b[0]])  # ...but batches come in random order
+
+    def waste(batches):
+        return sum(batching.padded([lengths[i] for i in b]) - sum(lengths[i] for i in b) for b in batches)
+
+    assert waste(grouped) < 0.5 * waste(plain)
+    assert batching.epoch_batches(lengths, 8, 5, seed=5) == grouped  # a resumed run sees the same epoch
+    assert batching.epoch_batches(lengths, 8, 5, seed=6) != grouped
+    assert batching.padded([3, 17, 5], multiple=16) == 96
+
+
+def test_length_window_batches_long_with_long(tiny_folder, tmp_path):
+    examples = [Example(e.source, e.query_id, e.query, e.positive_id, e.positive * (6 if i % 2 else 1), e.negative_ids,
+                        tuple(n * (6 if i % 2 else 1) for n in e.negatives), e.relevant_ids)
+                for i, e in enumerate(_examples())]  # odd examples have documents six times as long
+    grouped = SFTTrainer(_config(tiny_folder, length_window=2, max_length=64), tmp_path / "g", examples)
+    batches = [{e.query_id for e in grouped.batch_at(step)} for step in range(2)]
+    long, short = {f"q{i}" for i in range(1, 8, 2)}, {f"q{i}" for i in range(0, 8, 2)}
+    assert batches in ([long, short], [short, long])
+    plain = SFTTrainer(_config(tiny_folder, max_length=64), tmp_path / "p", examples)
+    pad = [sum(t.train_step()["padding"] for _ in range(2)) for t in (grouped, plain)]
+    assert pad[0] < pad[1]

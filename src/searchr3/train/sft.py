@@ -11,6 +11,7 @@ Queries and documents go through the same prompt assembly and the same read-out 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import random
@@ -29,6 +30,7 @@ from ..readout import embed_token_states
 from ..prompts import Prompt
 from ..runtime import tune_malloc
 from . import distributed
+from .batching import epoch_batches, example_slots, prompt_lengths
 from .examples import Example, PooledDev, build_examples
 from .loop import Schedule, Trainer, hardware_description, read_metrics
 
@@ -64,6 +66,8 @@ class SFTConfig:
     steps: int = field(default=200, metadata={"ge": 1})
     batch_size: int = field(default=16, metadata={"ge": 2})  # queries per step (each: a positive + negatives)
     grad_accum: int = field(default=1, metadata={"ge": 1})  # micro-batches per step; batch_size must divide by it
+    # batches sorted together by length, so padding wastes less (0: random batches; train/batching.py)
+    length_window: int = field(default=0, metadata={"ge": 0})
     lr: float = field(default=2e-4, metadata={"gt": 0})  # LoRA; ~3e-5 for a full fine-tune
     weight_decay: float = field(default=0.0, metadata={"ge": 0})
     warmup_steps: int = field(default=10, metadata={"ge": 0})
@@ -181,6 +185,7 @@ class SFTTrainer(Trainer):
         self.use_bf16 = config.bf16 == "on" or (config.bf16 == "auto" and native)
         self.autocast = torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
         self.step = 0
+        self._epoch: tuple[int, list[list[int]]] = (-1, [])  # (epoch, its batches), made on first use
         self.dev = PooledDev(config.dev, config.dev_queries, config.dev_depth, config.seed, reasoning=False)
 
     def _self_traces(self) -> dict[str, list[int]]:
@@ -220,13 +225,19 @@ class SFTTrainer(Trainer):
 
     # ------------------------------------------------------------------ data order
     def batch_at(self, step: int) -> list[Example]:
-        """The examples of a step: a fixed per-epoch shuffle, so a resumed run sees the same data."""
-        per_epoch = len(self.examples) // self.config.batch_size
-        epoch, index = divmod(step, per_epoch)
-        order = list(range(len(self.examples)))
-        random.Random(self.config.seed * 1000 + epoch).shuffle(order)
-        chosen = order[index * self.config.batch_size:(index + 1) * self.config.batch_size]
-        return [self.examples[i] for i in chosen]
+        """The examples of a step: a fixed per-epoch order (grouped by length with `length_window`),
+        so a resumed run sees the same data."""
+        c = self.config
+        epoch, index = divmod(step, len(self.examples) // c.batch_size)
+        if self._epoch[0] != epoch:
+            lengths = self.example_lengths if c.length_window else [0] * len(self.examples)
+            self._epoch = (epoch, epoch_batches(lengths, c.batch_size, c.length_window, c.seed * 1000 + epoch))
+        return [self.examples[i] for i in self._epoch[1][index]]
+
+    @functools.cached_property
+    def example_lengths(self) -> list[int]:
+        """Each example's `example_slots` as trained (queries with their traces): what batches group by."""
+        return [example_slots(q, d) for q, d in prompt_lengths(self.examples, self.model.prompts, self.query_prompt)]
 
     # ------------------------------------------------------------------ one step
     def _reference_logits(self, ids, mask, pos, rows, positions) -> torch.Tensor:
@@ -281,6 +292,7 @@ class SFTTrainer(Trainer):
         out["total"] = (c.w_sft * out["sft"] + c.w_kl * out["kl"] + c.w_infonce * out["infonce"]
                         + c.w_triplet * out["triplet"] + c.w_token * out["token"])
         out["tokens"] = torch.tensor(float(q_mask.sum() + d_mask.sum()))
+        out["padding"] = 1 - out["tokens"] / (q_mask.numel() + d_mask.numel())  # share of the batch that is padding
         return out
 
     def train_step(self) -> dict[str, float]:

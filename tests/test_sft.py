@@ -219,3 +219,43 @@ def test_length_window_batches_long_with_long(tiny_folder, tmp_path):
     plain = SFTTrainer(_config(tiny_folder, max_length=64), tmp_path / "p", examples)
     pad = [sum(t.train_step()["padding"] for _ in range(2)) for t in (grouped, plain)]
     assert pad[0] < pad[1]
+
+
+def test_token_warmup_trains_the_token_row_alone_then_the_full_loss(tiny_folder, tmp_path):
+    trainer = SFTTrainer(_config(tiny_folder, steps=4, token_warmup_steps=2, token_warmup_lr=1e-2), tmp_path / "w",
+                         _examples())
+    params = dict(trainer.model.model.named_parameters())
+    (row,) = [n for n, p in params.items() if p.requires_grad and "lora" not in n]  # the token's trainable row
+    lora = {n: p.detach().clone() for n, p in params.items() if "lora" in n and p.requires_grad}
+    start = params[row].detach().clone()
+    first = trainer.losses(trainer.batch_at(0))["token"].item()
+    warm = [trainer.train_step() for _ in range(2)]
+    assert all("infonce" not in r and r["lr"] == 1e-2 for r in warm)  # no documents: cheap steps
+    assert all(torch.equal(p, lora[n]) for n, p in params.items() if n in lora)  # LoRA did not move...
+    assert not torch.equal(params[row], start)  # ...the token's row did
+    assert all(p.grad is None for n, p in params.items() if n in lora)
+    assert trainer.losses(trainer.batch_at(0))["token"].item() < first  # and it learned the token
+    full = trainer.train_step()
+    assert {"infonce", "triplet", "sft", "kl"} <= set(full) and full["lr"] == pytest.approx(1e-3)
+    assert any(not torch.equal(p, lora[n]) for n, p in params.items() if n in lora)  # now LoRA trains too
+    c = SFTConfig(lr=1.0, token_warmup_steps=3, token_warmup_lr=0.1, warmup_steps=2, steps=15)
+    assert [round(lr_at(s, c), 3) for s in (0, 2, 3, 4, 5, 10, 15)] == [0.1, 0.1, 0.5, 1.0, 1.0, 0.5, 0.0]
+    with pytest.raises(ValueError, match="token_warmup_steps 4 leaves none of the 4 steps"):
+        SFTConfig(steps=4, token_warmup_steps=4)
+
+
+def test_token_warmup_in_a_run_and_a_full_finetune(tiny_folder, tmp_path):
+    out = SFTTrainer(_config(tiny_folder, steps=3, token_warmup_steps=2), tmp_path / "run", _examples()).train()
+    records = read_metrics(out / "metrics.jsonl")
+    assert ["infonce" in r for r in records] == [False, False, True]
+    assert (out / "loss.png").is_file() and "Steps trained: 3" in (out / "README.md").read_text()
+
+    full = SFTTrainer(_config(tiny_folder, lora_r=0, steps=2, token_warmup_steps=1, lr=1e-2), tmp_path / "f",
+                      _examples())
+    before = {n: p.detach().clone() for n, p in full.model.model.named_parameters()}
+    full.train_step()
+    changed = {n for n, p in full.model.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == {"model.embed_tokens.weight"}  # tied with the LM head; only the token's row in it
+    emb = full.model.model.get_input_embeddings().weight
+    moved = (emb != before["model.embed_tokens.weight"]).any(dim=1).nonzero().flatten().tolist()
+    assert moved == [full.model.embed_token_id]

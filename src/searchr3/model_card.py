@@ -28,7 +28,8 @@ SOURCE_LICENCES = {
 }
 CONFIG_ROWS = ("init", "sources", "max_per_source", "negatives", "max_length", "reasoning_fraction",
                "lora_r", "lora_alpha", "w_sft", "w_kl", "w_infonce", "w_triplet", "w_token", "tau", "margin",
-               "steps", "batch_size", "grad_accum", "lr", "warmup_steps", "seed")
+               "steps", "batch_size", "grad_accum", "lr", "warmup_steps", "seed",
+               "query_max_length", "length_window", "token_warmup_steps", "token_warmup_lr")
 
 
 def training_record(folder: Path) -> dict:
@@ -51,8 +52,8 @@ def training_record(folder: Path) -> dict:
         "tokens_per_s": tokens / step_seconds if step_seconds else None,
         "examples": summary.get("examples", {}),
         "hardware": summary.get("hardware"),
-        "final_losses": {k: sum(r[k] for r in tail) / len(tail) for k in ("sft", "kl", "infonce", "triplet")}
-        if tail else {},
+        "final_losses": {k: sum(v) / len(v) for k in ("sft", "kl", "infonce", "triplet")  # token warm-up steps
+                         if (v := [r[k] for r in tail if k in r])},  # log only total and token
         "dev": [(r["step"], r["dev_ndcg@10"]) for r in rows if "dev_ndcg@10" in r],
         "earlier": training_record(folder / EARLIER) if (folder / EARLIER / "sft_config.json").is_file() else None,
     }

@@ -5,6 +5,9 @@ plus an optional w_token·L_token. L_SFT and L_KL are on the assistant turn of e
 (the model learns to emit the token); InfoNCE and triplet are on the vectors read at the token.
 L_token is L_SFT at the token's own positions: L_SFT is a mean over every assistant token, so
 once reasoning traces are in the turn they outnumber the token and dilute what teaches it.
+An optional token warm-up (`token_warmup_steps`) first trains the token's row alone on L_token, so
+the untrained token's large L_SFT (gradient norm 54 against 7 without it) does not swamp
+InfoNCE's first updates of the LoRA weights.
 Queries and documents go through the same prompt assembly and the same read-out as inference.
 """
 
@@ -70,7 +73,10 @@ class SFTConfig:
     length_window: int = field(default=0, metadata={"ge": 0})
     lr: float = field(default=2e-4, metadata={"gt": 0})  # LoRA; ~3e-5 for a full fine-tune
     weight_decay: float = field(default=0.0, metadata={"ge": 0})
-    warmup_steps: int = field(default=10, metadata={"ge": 0})
+    warmup_steps: int = field(default=10, metadata={"ge": 0})  # linear lr warm-up, after any token warm-up
+    # token warm-up: the first steps of `steps` train only the token's row on L_token (`token_losses`)
+    token_warmup_steps: int = field(default=0, metadata={"ge": 0})  # 0: none; its length is chosen on dev
+    token_warmup_lr: float | None = field(default=None, metadata={"gt": 0})  # its constant lr (None: lr)
     max_grad_norm: float = field(default=1.0, metadata={"gt": 0})
     # autocast: auto (only where bf16 is native), on, off
     bf16: str = field(default="auto", metadata={"choices": ("auto", "on", "off")})
@@ -91,6 +97,9 @@ class SFTConfig:
             raise ValueError(f"batch_size {self.batch_size} must divide by grad_accum {self.grad_accum}")
         if self.steps < 1 or self.batch_size < 2:
             raise ValueError("steps must be >= 1 and batch_size >= 2 (InfoNCE needs in-batch negatives)")
+        if self.token_warmup_steps >= self.steps:
+            raise ValueError(f"token_warmup_steps {self.token_warmup_steps} leaves none of the {self.steps} steps "
+                             "for the full loss; raise steps")
         if self.bf16 not in ("auto", "on", "off"):
             raise ValueError(f"bf16 must be auto, on or off, got {self.bf16!r}")
 
@@ -100,10 +109,13 @@ def load_sft_config(path: str | os.PathLike) -> SFTConfig:
 
 
 def lr_at(step: int, config: SFTConfig) -> float:
-    """Linear warm-up to lr, then cosine decay to 0 at `steps`."""
+    """The token warm-up's constant rate, then linear warm-up to lr and cosine decay to 0 at `steps`."""
+    if step < config.token_warmup_steps:
+        return config.token_warmup_lr or config.lr
+    step -= config.token_warmup_steps
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.token_warmup_steps - config.warmup_steps)
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -295,8 +307,31 @@ class SFTTrainer(Trainer):
         out["padding"] = 1 - out["tokens"] / (q_mask.numel() + d_mask.numel())  # share of the batch that is padding
         return out
 
+    def token_losses(self, batch: list[Example]) -> dict[str, torch.Tensor]:
+        """L_token alone, for the token warm-up: only the token's row learns, from queries alone.
+
+        The token is each prompt's last id, so the hidden states that predict it never saw its
+        embedding: L_token reaches the row only through the (tied) LM head. The backbone runs
+        without autograd, on this rank's queries only (no documents, no reference model), so a
+        step costs one forward pass over them and the LoRA weights get no gradient.
+        """
+        m, w = self.model, distributed.world()
+        local = batch[distributed.rank() * len(batch) // w:(distributed.rank() + 1) * len(batch) // w]
+        prompts = [self.query_prompt(e) for e in local]
+        ids, mask, pos = m.collate([p.ids for p in prompts], side="right")
+        rows, positions, targets = _assistant_positions(prompts)
+        at = [i for i, t in enumerate(targets) if t == m.embed_token_id]
+        with self.autocast:
+            with torch.no_grad():
+                hidden, _ = m.hidden_states(ids, mask, pos)
+            logits = m.model.get_output_embeddings()(hidden[[rows[i] for i in at], [positions[i] for i in at]])
+        token = losses.sft_nll(logits, torch.full((len(at),), m.embed_token_id, device=logits.device))
+        return {"token": token, "total": token, "tokens": torch.tensor(float(mask.sum())),
+                "padding": 1 - mask.sum() / mask.numel()}
+
     def train_step(self) -> dict[str, float]:
-        """One optimiser step over `batch_size` examples in `grad_accum` micro-batches."""
+        """One optimiser step over `batch_size` examples in `grad_accum` micro-batches (the token
+        warm-up's loss for the first `token_warmup_steps`, then the full loss)."""
         c = self.config
         self.model.model.train()
         batch = self.batch_at(self.step)
@@ -305,8 +340,9 @@ class SFTTrainer(Trainer):
             group["lr"] = lr_at(self.step, c)
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
+        step_losses = self.token_losses if self.step < c.token_warmup_steps else self.losses
         for k in range(c.grad_accum):
-            terms = self.losses(batch[k * micro:(k + 1) * micro])
+            terms = step_losses(batch[k * micro:(k + 1) * micro])
             (terms["total"] / c.grad_accum).backward()
             for name, value in terms.items():
                 v = float(value.detach())
@@ -342,7 +378,7 @@ class SFTTrainer(Trainer):
                 + (", bf16 autocast" if self.use_bf16 else ", fp32")}
 
     def progress(self, record: dict) -> dict[str, str]:
-        return {k: f"{record[k]:.3f}" for k in ("total", "sft", "kl", "infonce", "triplet")}
+        return {k: f"{record[k]:.3f}" for k in ("total", "sft", "kl", "infonce", "triplet", "token") if k in record}
 
     def plot(self, metrics: Path, path: Path) -> None:
         plot_losses(metrics, path)
@@ -362,10 +398,12 @@ def plot_losses(metrics: Path, path: Path) -> None:
     if not records:
         return
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    steps = [r["step"] for r in records]
     window = max(1, min(10, len(records) // 10))  # per-step losses are noisy: draw a running mean over them
-    for name in ("total", "sft", "kl", "infonce", "triplet"):
-        values = np.array([r[name] for r in records], dtype=float)
+    for name in ("total", "sft", "kl", "infonce", "triplet", "token"):
+        steps = [r["step"] for r in records if name in r]  # token warm-up steps log only total and token
+        if len(steps) < window:
+            continue
+        values = np.array([r[name] for r in records if name in r], dtype=float)
         smooth = np.convolve(values, np.ones(window) / window, mode="valid")
         (line,) = ax.plot(steps[window - 1:], smooth, label=name if window == 1 else f"{name} (mean of {window})", lw=1.5)
         if window > 1:

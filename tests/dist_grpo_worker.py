@@ -15,6 +15,7 @@ trainer = GRPOTrainer(config(folder, batch_queries=4), ENV, out + "/run", toy_da
 metrics = trainer.train_step()
 grads = torch.cat([p.grad.flatten() for p in trainer.model.model.parameters() if p.requires_grad])  # averaged, clipped
 if distributed.is_main():
-    json.dump({"metrics": metrics, "world": distributed.world()}, open(out + "/result.json", "w"))
+    json.dump({"metrics": metrics, "world": distributed.world(), "wrapped": type(trainer.forward).__name__},
+              open(out + "/result.json", "w"))
     torch.save(grads, out + "/grads.pt")
 torch.distributed.destroy_process_group()

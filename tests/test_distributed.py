@@ -1,5 +1,8 @@
-"""Two CPU processes (gloo) give the same losses and the same gradient as one process on the global batch,
-and run the training loop together."""
+"""Two CPU processes (gloo, DDP through accelerate) give the same losses and the same gradient as one process
+on the global batch, and run the training loop together.
+
+The processes start under torchrun: on a machine without GPUs `accelerate launch` starts a single process,
+while accelerate's Accelerator reads torchrun's environment the same way it reads its own launcher's."""
 
 import json
 import os
@@ -10,13 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from dist_worker import CONFIG
 from test_sft import _config, _examples
 
 from searchr3.train.sft import SFTTrainer
 
 
 def test_two_processes_match_one(tiny_folder, tmp_path):
-    single = SFTTrainer(_config(tiny_folder, batch_size=8, lr=1e-2), tmp_path / "single", _examples())
+    single = SFTTrainer(_config(tiny_folder, **CONFIG), tmp_path / "single", _examples())
     totals = single.train_step()
     grads = torch.cat([p.grad.flatten() for p in single.model.model.parameters() if p.requires_grad])
 
@@ -28,7 +32,7 @@ def test_two_processes_match_one(tiny_folder, tmp_path):
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
-    assert result["world"] == 2
+    assert result["world"] == 2 and result["wrapped"] == "DistributedDataParallel"
     for name in ("total", "sft", "kl", "infonce", "triplet"):
         assert result["totals"][name] == pytest.approx(totals[name], rel=1e-4, abs=1e-6), name
     # The gradients (averaged over ranks, then clipped) that the optimiser steps on: same size and

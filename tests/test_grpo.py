@@ -162,7 +162,7 @@ def test_two_processes_match_one(tiny_folder, tmp_path):
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
-    assert result["world"] == 2
+    assert result["world"] == 2 and result["wrapped"] == "DistributedDataParallel"  # accelerate's DDP
     for name in ("reward_mean", "reward_std", "ndcg_mean", "encodings", "forced_rate", "length_mean"):
         assert result["metrics"][name] == pytest.approx(metrics[name], rel=1e-4, abs=1e-6), name
     for name in ("loss", "policy", "kl", "aux", "grad_norm"):

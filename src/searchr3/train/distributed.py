@@ -1,47 +1,75 @@
-"""Data-parallel helpers: process group from the launcher's environment, gathers, gradient averaging.
+"""Data parallelism through accelerate, plus the one thing it lacks: a gather that keeps gradients.
 
-Works under `accelerate launch` or `torchrun` (they set RANK, WORLD_SIZE, MASTER_ADDR, ...):
-gloo on CPU, NCCL on GPU. Without a launcher every function is the single-process identity.
-Embeddings are gathered *with* gradients, so every rank's InfoNCE sees the whole global
-batch as in-batch negatives and the gradient reaches the rank that produced each vector.
+`accelerator()` joins the process group that `accelerate launch` or `torchrun` describes in the
+environment (gloo on CPU, NCCL on GPU); the trainers `prepare` their forward pass and optimiser with
+it, so DDP averages the gradients. FSDP or DeepSpeed would come from accelerate's own config
+(untested: evaluation and saving still read rank 0's full copy of the weights). Without a launcher
+every function here is the single-process identity.
+
+`gather` concatenates embeddings from every rank *with* their autograd graph, so each rank's
+InfoNCE sees the whole global batch as in-batch negatives and the gradient of a vector returns to
+the rank that produced it; accelerate's own gather carries no gradient.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
+from .._extras import require
 
-def init() -> None:
-    """Join the process group described by the environment (no-op for a single process)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
+accelerate = require("train", "accelerate")
+
+
+def accelerator() -> accelerate.Accelerator:
+    """An Accelerator for this process; its settings (DDP, FSDP, DeepSpeed) come from the launcher."""
+    return accelerate.Accelerator(cpu=_cpu_only())
+
+
+def _cpu_only() -> bool:
+    # Without CUDA, accelerate forms a multi-process (gloo) group only when told to use the CPU.
+    return not torch.cuda.is_available()
+
+
+def _state() -> accelerate.PartialState:
+    return accelerate.PartialState(cpu=_cpu_only())  # the process's shared state; joins the group on first use
+
+
+class Forward(torch.nn.Module):
+    """A trainer's forward pass as a module: `fn(*args)` over `model`'s weights, for accelerate to wrap.
+
+    DDP readies its gradient all-reduce in the wrapper's forward, so a step's loss must come from
+    one call of the wrapped module, and `fn` holds every use of the trained weights the loss
+    backpropagates through. Passes without gradient (KL reference, rollouts, evaluation) use the
+    weights directly: under DDP every rank holds all of them.
+    """
+
+    def __init__(self, model: torch.nn.Module, fn: Callable):
+        super().__init__()
+        self.model = model  # registers the weights
+        self.fn = fn
+
+    def forward(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
 
 
 def world() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
+    return _state().num_processes
 
 
 def rank() -> int:
-    return dist.get_rank() if dist.is_initialized() else 0
+    return _state().process_index
 
 
 def is_main() -> bool:
-    return rank() == 0
+    return _state().is_main_process
 
 
-def shard(items: list) -> list:
-    """This rank's contiguous share of a global batch (the batch must divide by the world size)."""
-    n, w = len(items), world()
-    if n % w:
-        raise ValueError(f"a batch of {n} does not divide across {w} processes")
-    size = n // w
-    return items[rank() * size:(rank() + 1) * size]
+def barrier() -> None:
+    _state().wait_for_everyone()
 
 
 def gather(x: torch.Tensor) -> torch.Tensor:
@@ -57,42 +85,16 @@ def mean(value: float) -> float:
     """Average a scalar over ranks (for logging)."""
     if world() == 1:
         return value
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([value], dtype=torch.float64, device=device)
+    t = torch.tensor([value], dtype=torch.float64, device=_state().device)
     dist.all_reduce(t)
     return float(t.item() / world())
 
 
-def average_gradients(params: list[torch.nn.Parameter]) -> None:
-    """All-reduce gradients and divide by the world size, as DDP does after backward."""
-    if world() == 1:
-        return
-    for p in params:
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad /= world()
-
-
-def barrier() -> None:
-    if world() > 1:
-        dist.barrier()
-
-
 def gather_list(items: list) -> list:
     """Concatenate a Python list from all ranks in rank order (any picklable items)."""
-    if world() == 1:
-        return list(items)
-    parts: list = [None] * world()
-    dist.all_gather_object(parts, list(items))
-    return [x for part in parts for x in part]
+    return list(accelerate.utils.gather_object(list(items))) if world() > 1 else list(items)
 
 
-def gather_array(x):
+def gather_array(x: np.ndarray) -> np.ndarray:
     """Concatenate numpy arrays (n_rank, ...) from all ranks in rank order."""
-    import numpy as np
-
-    if world() == 1:
-        return x
-    parts: list = [None] * world()
-    dist.all_gather_object(parts, x)
-    return np.concatenate(parts, axis=0)
+    return np.concatenate(accelerate.utils.gather_object([x]), axis=0) if world() > 1 else x

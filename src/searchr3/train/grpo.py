@@ -120,7 +120,7 @@ class GRPOTrainer(Trainer):
                  dataset: Dataset | None = None):
         self.config, self.env_config, self.output = config, env_config, Path(output)
         tune_malloc()
-        distributed.init()
+        self.accelerator = distributed.accelerator()
         torch.manual_seed(config.seed)
         self.model, self.has_reference = prepare_policy(config)
         if config.batch_queries % distributed.world():
@@ -136,7 +136,10 @@ class GRPOTrainer(Trainer):
         self.doc_texts = [document_text(d.title, d.text) for d in self.data.corpus]
         self._env: RetrievalEnv | None = None  # built on first use: a resumed run loads it instead
         params = [p for p in self.model.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+        # accelerate wraps the forward pass (DDP averages the gradients over processes) and the optimiser.
+        self.forward, self.optimizer = self.accelerator.prepare(distributed.Forward(self.model.model, self._forward),
+                                                                optimizer)
         self.step = 0
         self.dev = PooledDev(config.dev, config.dev_queries, config.dev_depth, config.seed, reasoning=True)
 
@@ -235,6 +238,12 @@ class GRPOTrainer(Trainer):
             logits[:, :m] = bar_ending(logits[:, :m], self.model.embed_token_id, self.model.tokenizer.eos_token_id)
         return torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
 
+    def _forward(self, ids, mask, pos, gather, targets) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs (R, T) of the generated tokens and the vectors (R, H) at the embed token, from one
+        forward pass over prompt + completion (run by `self.forward`)."""
+        hidden, _ = self.model.hidden_states(ids, mask, pos)
+        return self.token_logps(hidden, gather, targets), embed_token_states(hidden, ids, self.model.embed_token_id)
+
     def reference_logps(self, ids, mask, pos, gather, targets) -> torch.Tensor:
         peft = self.model.model
         with torch.no_grad():
@@ -276,9 +285,7 @@ class GRPOTrainer(Trainer):
         texts, results = self.rollouts(mine)
         ids, mask, pos, gather, targets, action = self.sequences(texts, results)
         self.model.model.eval()  # no dropout: the loss must score tokens as the sampler did
-        hidden, _ = self.model.hidden_states(ids, mask, pos)
-        logp = self.token_logps(hidden, gather, targets)
-        vectors = embed_token_states(hidden, ids, self.model.embed_token_id)  # the same forward pass
+        logp, vectors = self.forward(ids, mask, pos, gather, targets)  # the vectors from the same forward pass
         # Every rank runs the same environment step on the gathered rollouts of the whole batch.
         all_vectors = distributed.gather_array(vectors.detach().cpu().numpy())
         forced = distributed.gather_list([r.forced for r in results])
@@ -293,18 +300,15 @@ class GRPOTrainer(Trainer):
         params = [p for p in self.model.model.parameters() if p.requires_grad]
         for update in range(c.updates):
             if update:  # later updates re-score the same rollouts under the changed policy
-                hidden, _ = self.model.hidden_states(ids, mask, pos)
-                logp = self.token_logps(hidden, gather, targets)
-                vectors = embed_token_states(hidden, ids, self.model.embed_token_id)
+                logp, vectors = self.forward(ids, mask, pos, gather, targets)
             terms = {"policy": losses.grpo_policy_loss(logp, old_logp, adv, action, c.clip_eps),
                      "kl": losses.grpo_kl(logp, ref, action)}
             terms["aux"] = (self.aux_infonce(vectors, mine, all_vectors, all_q) if c.w_aux > 0
                             else torch.zeros((), device=logp.device))
             total = terms["policy"] + c.beta * terms["kl"] + c.w_aux * terms["aux"]
             self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            distributed.average_gradients(params)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm))
+            self.accelerator.backward(total)
+            grad_norm = float(self.accelerator.clip_grad_norm_(params, c.max_grad_norm))
             if math.isfinite(grad_norm):
                 self.optimizer.step()
             if update == 0:

@@ -19,6 +19,7 @@ import math
 import os
 import random
 import warnings
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -176,7 +177,7 @@ class SFTTrainer(Trainer):
     def __init__(self, config: SFTConfig, output: str | os.PathLike, examples: list[Example] | None = None):
         self.config, self.output = config, Path(output)
         tune_malloc()  # ~25% faster steps on CPU; see runtime.py
-        distributed.init()
+        self.accelerator = distributed.accelerator()
         if config.batch_size % (config.grad_accum * distributed.world()):
             raise ValueError(f"batch_size {config.batch_size} must divide by grad_accum × processes "
                              f"({config.grad_accum} × {distributed.world()})")
@@ -192,7 +193,10 @@ class SFTTrainer(Trainer):
         if config.w_kl > 0 and config.lora_r == 0:
             self.reference = copy.deepcopy(self.model.model).eval().requires_grad_(False)
         params = [p for p in self.model.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        # accelerate wraps the forward pass (DDP averages the gradients over processes) and the optimiser.
+        self.forward, self.optimizer = self.accelerator.prepare(distributed.Forward(self.model.model, self._forward),
+                                                                optimizer)
         native = self.model.device.type == "cuda" or cpu_supports_bf16()
         self.use_bf16 = config.bf16 == "on" or (config.bf16 == "auto" and native)
         self.autocast = torch.autocast(self.model.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
@@ -262,6 +266,16 @@ class SFTTrainer(Trainer):
                 hidden, _ = self.model.hidden_states(ids, mask, pos)
                 return self.model.model.get_output_embeddings()(hidden[rows, positions])
 
+    def _forward(self, q_ids, q_mask, q_pos, d_ids, d_mask, d_pos, rows, positions):
+        """Query and document hidden states (B, T, H) and the LM head's logits (N, V) at the assistant
+        positions: every use of the trained weights that gradients flow back through (run by `self.forward`)."""
+        m = self.model
+        with self.autocast:
+            q_hidden, _ = m.hidden_states(q_ids, q_mask, q_pos)
+            d_hidden, _ = m.hidden_states(d_ids, d_mask, d_pos)
+            logits = m.model.get_output_embeddings()(q_hidden[rows, positions])  # (N, V)
+        return q_hidden, d_hidden, logits
+
     def losses(self, batch: list[Example]) -> dict[str, torch.Tensor]:
         """All loss terms of one global micro-batch on this rank's shard; `total` is their weighted sum.
 
@@ -278,10 +292,7 @@ class SFTTrainer(Trainer):
         q_ids, q_mask, q_pos = m.collate([p.ids for p in q_prompts], side="right")
         d_ids, d_mask, d_pos = m.collate([m.prompts.document(t).ids for t in doc_texts], side="right")
         rows, positions, targets = _assistant_positions(q_prompts)
-        with self.autocast:
-            q_hidden, _ = m.hidden_states(q_ids, q_mask, q_pos)
-            d_hidden, _ = m.hidden_states(d_ids, d_mask, d_pos)
-            logits = m.model.get_output_embeddings()(q_hidden[rows, positions])  # (N, V)
+        q_hidden, d_hidden, logits = self.forward(q_ids, q_mask, q_pos, d_ids, d_mask, d_pos, rows, positions)
         queries = embed_token_states(q_hidden, q_ids, m.embed_token_id, [e.query_id for e in local])
         docs = distributed.gather(embed_token_states(d_hidden, d_ids, m.embed_token_id))  # (world·n_docs, H)
         offset = distributed.rank() * len(doc_texts)  # this shard's documents start here in the gather
@@ -340,17 +351,26 @@ class SFTTrainer(Trainer):
             group["lr"] = lr_at(self.step, c)
         self.optimizer.zero_grad(set_to_none=True)
         totals: dict[str, float] = {}
-        step_losses = self.token_losses if self.step < c.token_warmup_steps else self.losses
+        warmup = self.step < c.token_warmup_steps
         for k in range(c.grad_accum):
-            terms = step_losses(batch[k * micro:(k + 1) * micro])
-            (terms["total"] / c.grad_accum).backward()
+            part = batch[k * micro:(k + 1) * micro]
+            if warmup:  # outside the DDP wrapper (no LoRA weight is used): the token row's gradient is averaged below
+                terms = self.token_losses(part)
+                self.accelerator.backward(terms["total"] / c.grad_accum)
+            else:  # DDP all-reduces the accumulated gradients in the last micro-batch's backward only
+                with nullcontext() if k == c.grad_accum - 1 else self.accelerator.no_sync(self.forward):
+                    terms = self.losses(part)
+                    self.accelerator.backward(terms["total"] / c.grad_accum)
             for name, value in terms.items():
                 v = float(value.detach())
                 v = v * distributed.world() if name == "tokens" else distributed.mean(v) / c.grad_accum
                 totals[name] = totals.get(name, 0.0) + v
         params = [p for p in self.model.model.parameters() if p.requires_grad]
-        distributed.average_gradients(params)
-        totals["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm))
+        if warmup and distributed.world() > 1:
+            for p in params:
+                if p.grad is not None:
+                    p.grad = self.accelerator.reduce(p.grad, reduction="mean")
+        totals["grad_norm"] = float(self.accelerator.clip_grad_norm_(params, c.max_grad_norm))
         totals["skipped"] = float(not math.isfinite(totals["grad_norm"]))
         if totals["skipped"]:  # one bad batch must not turn every weight into NaN
             self.optimizer.zero_grad(set_to_none=True)

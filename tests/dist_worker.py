@@ -1,5 +1,5 @@
 """Run by test_distributed.py under `torchrun --nproc_per_node 2`: one SFT step on the tiny model (two
-micro-batches, so DDP skips the first one's all-reduce), then one more through the
+micro-batches, so DDP skips the first one's all-reduce; the teacher arm on), then one more through the
 training loop, stopped by its time limit."""
 
 import json
@@ -12,7 +12,7 @@ from test_sft import _config, _examples
 from searchr3.train import distributed
 from searchr3.train.sft import SFTTrainer
 
-CONFIG = dict(batch_size=8, grad_accum=2, lr=1e-2)  # the test's one process uses the same
+CONFIG = dict(batch_size=8, grad_accum=2, lr=1e-2, w_distill=0.5)  # the test's one process uses the same
 
 if __name__ == "__main__":
     folder, out = sys.argv[1], sys.argv[2]

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from searchr3.losses import grpo_kl, grpo_policy_loss, info_nce, kl_to_reference, sft_nll, triplet
+from searchr3.losses import distill_kl, grpo_kl, grpo_policy_loss, info_nce, kl_to_reference, sft_nll, triplet
+from searchr3.readout import embed_token_states
 
 
 def _unit(*rows):
@@ -59,8 +60,49 @@ def test_losses_have_finite_gradients():
     exclude = torch.zeros(4, 8, dtype=torch.bool)
     exclude[0, 5] = True
     total = info_nce(q, d, torch.arange(4), 0.05, exclude) + triplet(q, d, torch.arange(4), 0.1, exclude)
+    total = total + distill_kl(q, d, torch.rand(4, 8), 0.05, 0.05, exclude)
     total.backward()
     assert torch.isfinite(q.grad).all() and torch.isfinite(d.grad).all()
+
+
+def test_distill_kl_by_hand_and_with_excluded_candidates():
+    q = _unit([1.0, 0.0])
+    d = _unit([1.0, 0.0], [0.0, 1.0])
+    teacher = torch.tensor([[0.2, 0.6]])
+    p_t = torch.softmax(teacher[0] / 0.5, 0)
+    p_s = torch.softmax(torch.tensor([1.0, 0.0]) / 0.5, 0)
+    expected = float((p_t * (p_t / p_s).log()).sum())
+    assert distill_kl(q, d, teacher, tau=0.5, teacher_tau=0.5).item() == pytest.approx(expected, rel=1e-5)
+    assert expected > 0.1
+    # An excluded candidate is in neither distribution: whatever either side scores it, the KL over
+    # the others is unchanged, and finite.
+    d3 = torch.cat([d, _unit([0.6, 0.8])])
+    exclude = torch.tensor([[False, False, True]])
+    for t in (0.9, -0.9):
+        loss = distill_kl(q, d3, torch.tensor([[0.2, 0.6, t]]), tau=0.5, teacher_tau=0.5, exclude=exclude)
+        assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_distill_kl_on_the_tiny_model_is_zero_when_distributions_match_and_only_the_student_learns(tiny):
+    """Student vectors from the tiny random model (with grad); the teacher's scores are a constant."""
+    m = tiny
+    m.model.train()
+    q_ids, q_mask, q_pos = m.collate([m.prompts.query(t).ids for t in ["rain", "stars", "genes"]], side="right")
+    d_ids, d_mask, d_pos = m.collate([m.prompts.document(t).ids for t in ["clouds", "planets", "cells", "roads"]],
+                                     side="right")
+    queries = embed_token_states(m.hidden_states(q_ids, q_mask, q_pos)[0], q_ids, m.embed_token_id)  # (3, H)
+    docs = embed_token_states(m.hidden_states(d_ids, d_mask, d_pos)[0], d_ids, m.embed_token_id)  # (4, H)
+    student = queries @ docs.T  # (3, 4)
+    # A teacher whose cosines are the student's at twice the temperature: the same distribution.
+    same = (2 * student).detach().requires_grad_()
+    assert distill_kl(queries, docs, same, tau=0.05, teacher_tau=0.1).item() == pytest.approx(0.0, abs=1e-5)
+    teacher = torch.tensor([[0.9, 0.1, 0.0, 0.2], [0.1, 0.8, 0.3, 0.0], [0.0, 0.2, 0.7, 0.1]], requires_grad=True)
+    loss = distill_kl(queries, docs, teacher, tau=0.05, teacher_tau=0.05)
+    assert loss.item() > 0
+    loss.backward()
+    assert teacher.grad is None  # the teacher is a constant
+    grads = [p.grad for p in m.model.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)  # the student's weights get a gradient
 
 
 def test_docstring_examples_hold():

@@ -259,3 +259,22 @@ def test_token_warmup_in_a_run_and_a_full_finetune(tiny_folder, tmp_path):
     emb = full.model.model.get_input_embeddings().weight
     moved = (emb != before["model.embed_tokens.weight"]).any(dim=1).nonzero().flatten().tolist()
     assert moved == [full.model.embed_token_id]
+
+
+def test_distillation_arm_adds_the_teachers_kl_and_only_the_student_trains(tiny_folder, tmp_path):
+    plain = SFTTrainer(_config(tiny_folder), tmp_path / "plain", _examples())
+    assert plain.teacher is None  # w_distill 0 loads no teacher
+    batch = plain.batch_at(0)
+    without = plain.losses(batch)
+    assert without["distill"].item() == 0.0
+    arm = SFTTrainer(_config(tiny_folder, w_distill=0.5, teacher_tau=0.1), tmp_path / "arm", _examples())
+    terms = arm.losses(batch)
+    assert terms["distill"].item() > 0  # a random student and MiniLM disagree
+    assert terms["total"].item() == pytest.approx(without["total"].item() + 0.5 * terms["distill"].item(), rel=1e-5)
+    # MiniLM encodes each text once; it is frozen, so the gradient reaches only the student
+    texts = {e.query for e in batch} | {e.positive for e in batch} | {t for e in batch for t in e.negatives}
+    assert set(arm.teacher.cache) == texts
+    terms["total"].backward()
+    assert all(not p.requires_grad and p.grad is None for p in arm.teacher.model.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in arm.model.model.parameters())
+    assert arm.train_step()["distill"] > 0  # logged with the other terms

@@ -1,5 +1,5 @@
-"""Losses as pure functions on tensors: InfoNCE, triplet, KL to a reference, SFT (Stage 1),
-and GRPO's clipped policy-gradient and per-token KL estimate (Stage 2).
+"""Losses as pure functions on tensors: InfoNCE, triplet, KL to a reference, SFT, distillation from a
+teacher's similarities (Stage 1), and GRPO's clipped policy-gradient and per-token KL estimate (Stage 2).
 
 None of these calls a model. Symbols follow the Search-R3 paper: τ (temperature), θ (margin).
 Embeddings are L2-normalised, so dot products are cosine similarities.
@@ -56,6 +56,40 @@ def triplet(queries: torch.Tensor, candidates: torch.Tensor, positive: torch.Ten
     hardest = sims.masked_fill(not_negative, float("-inf")).max(dim=1).values  # (B,)
     losses = F.relu(margin - pos + hardest)
     return torch.where(torch.isfinite(hardest), losses, torch.zeros_like(losses)).mean()
+
+
+def distill_kl(queries: torch.Tensor, candidates: torch.Tensor, teacher: torch.Tensor, tau: float = 0.05,
+               teacher_tau: float = 0.05, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(p_T ‖ p_S) between a teacher's and the student's similarity distributions over each query's candidates.
+
+    p_S = softmax(s(q, d)/τ) is InfoNCE's distribution over the candidates; p_T = softmax(t/τ_T) comes
+    from the teacher's cosines of the same pairs. The teacher is a constant: gradient reaches only
+    the student's vectors.
+
+    Args:
+        queries: (B, H) L2-normalised student query vectors.
+        candidates: (N, H) L2-normalised student document vectors, as in `info_nce`.
+        teacher: (B, N) the teacher's cosine similarity of each query–candidate pair.
+        tau: the student's temperature τ (InfoNCE's).
+        teacher_tau: the teacher's temperature τ_T.
+        exclude: (B, N) bool, True where a candidate counts in neither distribution (a false
+            negative: another copy of a relevant document; keep each query's positive).
+
+    Returns:
+        Scalar mean KL over the B queries: 0 when the distributions match, positive otherwise.
+
+    >>> q = torch.tensor([[1.0, 0.0]]); d = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> distill_kl(q, d, torch.tensor([[0.5, 0.0]]), tau=1.0, teacher_tau=0.5).item()   # the same distribution
+    0.0
+    """
+    student = (queries @ candidates.T).float() / tau  # (B, N)
+    target = teacher.detach().float() / teacher_tau  # (B, N)
+    if exclude is not None:  # a large finite logit, not -inf: the KL's 0·(−inf) would be NaN
+        student = student.masked_fill(exclude, -1e9)
+        target = target.masked_fill(exclude, -1e9)
+    log_p_s = F.log_softmax(student, dim=-1)
+    log_p_t = F.log_softmax(target, dim=-1)
+    return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean")  # Σ p_T (log p_T − log p_S) / B
 
 
 def kl_to_reference(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:

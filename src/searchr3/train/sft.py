@@ -8,6 +8,8 @@ once reasoning traces are in the turn they outnumber the token and dilute what t
 An optional token warm-up (`token_warmup_steps`) first trains the token's row alone on L_token, so
 the untrained token's large L_SFT (gradient norm 54 against 7 without it) does not swamp
 InfoNCE's first updates of the LoRA weights.
+L_distill (w_distill; off by default, and then no teacher is loaded) is the KL from a frozen
+teacher's (all-MiniLM-L6-v2) similarity distribution over each query's candidates to the student's.
 Queries and documents go through the same prompt assembly and the same read-out as inference.
 """
 
@@ -37,6 +39,7 @@ from . import distributed
 from .batching import epoch_batches, example_slots, prompt_lengths
 from .examples import Example, PooledDev, build_examples
 from .loop import Schedule, Trainer, hardware_description, read_metrics
+from .teacher import Teacher
 
 
 @dataclass
@@ -64,6 +67,8 @@ class SFTConfig:
     w_infonce: float = field(default=1.0, metadata={"ge": 0})
     w_triplet: float = field(default=1.0, metadata={"ge": 0})
     w_token: float = field(default=0.0, metadata={"ge": 0})  # extra NLL on the token alone (module docstring)
+    w_distill: float = field(default=0.0, metadata={"ge": 0})  # KL to the MiniLM teacher (0: none is loaded)
+    teacher_tau: float = field(default=0.05, metadata={"gt": 0})  # the teacher's temperature τ_T (as τ by default)
     tau: float = field(default=0.05, metadata={"gt": 0})  # InfoNCE temperature τ
     margin: float = field(default=0.1, metadata={"ge": 0})  # triplet margin θ
     # optimisation
@@ -192,6 +197,7 @@ class SFTTrainer(Trainer):
         self.reference = None
         if config.w_kl > 0 and config.lora_r == 0:
             self.reference = copy.deepcopy(self.model.model).eval().requires_grad_(False)
+        self.teacher = Teacher(device=self.model.device) if config.w_distill > 0 else None
         params = [p for p in self.model.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         # accelerate wraps the forward pass (DDP averages the gradients over processes) and the optimiser.
@@ -312,8 +318,15 @@ class SFTTrainer(Trainer):
             out["kl"] = losses.kl_to_reference(logits[kl_at], ref)
         else:
             out["kl"] = logits.sum() * 0.0
+        if c.w_distill > 0:  # the teacher scores this shard's queries against the same global candidates
+            texts = [t for part in shards for t in [e.positive for e in part] + [t for e in part for t in e.negatives]]
+            teacher = self.teacher.scores([e.query for e in local], texts).to(queries.device)  # (B, N)
+            own = torch.nn.functional.one_hot(positive, len(doc_ids)).bool()  # in both distributions
+            out["distill"] = losses.distill_kl(queries, docs, teacher, c.tau, c.teacher_tau, exclude & ~own)
+        else:
+            out["distill"] = queries.sum() * 0.0
         out["total"] = (c.w_sft * out["sft"] + c.w_kl * out["kl"] + c.w_infonce * out["infonce"]
-                        + c.w_triplet * out["triplet"] + c.w_token * out["token"])
+                        + c.w_triplet * out["triplet"] + c.w_token * out["token"] + c.w_distill * out["distill"])
         out["tokens"] = torch.tensor(float(q_mask.sum() + d_mask.sum()))
         out["padding"] = 1 - out["tokens"] / (q_mask.numel() + d_mask.numel())  # share of the batch that is padding
         return out
@@ -398,7 +411,8 @@ class SFTTrainer(Trainer):
                 + (", bf16 autocast" if self.use_bf16 else ", fp32")}
 
     def progress(self, record: dict) -> dict[str, str]:
-        return {k: f"{record[k]:.3f}" for k in ("total", "sft", "kl", "infonce", "triplet", "token") if k in record}
+        shown = ("total", "sft", "kl", "infonce", "triplet", "token") + (("distill",) if self.config.w_distill else ())
+        return {k: f"{record[k]:.3f}" for k in shown if k in record}
 
     def plot(self, metrics: Path, path: Path) -> None:
         plot_losses(metrics, path)

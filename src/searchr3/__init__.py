@@ -19,7 +19,7 @@ from .mteb_encoder import MTEBEncoder
 from .prompts import EMBED_TOKEN, PromptBuilder, document_text
 from .search import Hit, SearchResult, build_index, search
 from .service_process import ServiceProcess
-from . import wiki  # registers the wiki set with data.resolve_dataset (built on first use)
+from . import ict, wiki, wordnet  # register their sets with data.resolve_dataset (each built on first use)
 
 _SERVICE = ("ServeConfig", "Service", "create_app")  # need FastAPI: imported on first use
 

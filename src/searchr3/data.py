@@ -1,7 +1,9 @@
 """BEIR-layout datasets: read and validate corpus, queries and qrels; name bundled sets.
 
 Layout: `corpus.jsonl[.gz]` (`_id`, `title`, `text`), `queries.jsonl[.gz]` (`_id`, `text`),
-`qrels/<split>.tsv` (header `query-id corpus-id score`). Every error names file and line.
+`qrels/<split>.tsv` (header `query-id corpus-id score`), and optionally `negatives/<split>.tsv[.gz]`
+(header `query-id corpus-id`): hard negatives a set supplies for its training queries (searchr3's
+extension; BEIR sets have none). Every error names file and line.
 """
 
 from __future__ import annotations
@@ -189,8 +191,20 @@ def write_qrels(path: Path, qrels: Mapping[str, Mapping[str, int]]) -> None:
                 f.write(f"{qid}\t{did}\t{score}\n")
 
 
+def write_negatives(path: Path, negatives: Mapping[str, Sequence[str]]) -> None:
+    """Write a `query-id corpus-id` TSV (gzip when the name ends in .gz), one row per hard negative."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wt", encoding="utf-8") as f:
+        f.write("query-id\tcorpus-id\n")
+        for qid, docs in negatives.items():
+            for did in docs:
+                f.write(f"{qid}\t{did}\n")
+
+
 def write_dataset(folder: Path, corpus: Sequence[Document], queries: Mapping[str, str],
-                  qrels_by_split: Mapping[str, Mapping[str, Mapping[str, int]]], compress: bool = True) -> None:
+                  qrels_by_split: Mapping[str, Mapping[str, Mapping[str, int]]], compress: bool = True,
+                  negatives_by_split: Mapping[str, Mapping[str, Sequence[str]]] | None = None) -> None:
     """Write a BEIR folder atomically (built in a temp folder, then renamed into place)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
@@ -200,6 +214,8 @@ def write_dataset(folder: Path, corpus: Sequence[Document], queries: Mapping[str
         write_jsonl(tmp / "queries.jsonl", [{"_id": q, "text": t} for q, t in queries.items()])
         for split, qrels in qrels_by_split.items():
             write_qrels(tmp / "qrels" / f"{split}.tsv", qrels)
+        for split, negatives in (negatives_by_split or {}).items():
+            write_negatives(tmp / "negatives" / f"{split}.tsv.gz", negatives)
         tmp.chmod(0o755)
         if folder.exists():
             shutil.rmtree(folder)
@@ -219,6 +235,7 @@ class Dataset:
     queries: dict[str, str]  # only the queries judged in this split
     qrels: dict[str, dict[str, int]]
     skipped: list[str] = field(default_factory=list)  # problems skipped with skip_invalid=True
+    negatives: dict[str, list[str]] = field(default_factory=dict)  # hard negatives the set supplies, per query
 
     @property
     def fingerprint(self) -> str:
@@ -293,11 +310,34 @@ def load_dataset(name_or_path: str | Path, split: str = "test", skip_invalid: bo
             skipped.append(message)
             continue
         qrels.setdefault(qid, {})[did] = score
+    negatives: dict[str, list[str]] = {}
+    for neg_path in [p for p in (folder / "negatives" / f"{split}.tsv", folder / "negatives" / f"{split}.tsv.gz")
+                     if p.is_file()][:1]:
+        for lineno, qid, did in _negative_rows(neg_path):
+            problem = (f"query-id {qid!r} is not judged in {split}" if qid not in qrels
+                       else f"unknown corpus-id {did!r}" if did not in doc_ids else None)
+            if problem:
+                if not skip_invalid:
+                    raise DataError(f"{neg_path}:{lineno}: {problem}")
+                skipped.append(f"{neg_path}:{lineno}: {problem}")
+                continue
+            negatives.setdefault(qid, []).append(did)
     if skipped:
         warnings.warn(f"skipped {len(skipped)} invalid rows (first: {skipped[0]})", stacklevel=2)
     queries = {q: all_queries[q] for q in qrels}
     name = Path(name_or_path).name if os.sep in str(name_or_path) else str(name_or_path)
-    return Dataset(name, folder, split, corpus, queries, qrels, skipped)
+    return Dataset(name, folder, split, corpus, queries, qrels, skipped, negatives)
+
+
+def _negative_rows(path: Path) -> Iterator[tuple[int, str, str]]:
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            row = line.rstrip("\n").split("\t")
+            if not line.strip() or (lineno == 1 and row[0] == "query-id"):
+                continue
+            if len(row) != 2:
+                raise DataError(f"{path}:{lineno}: expected 2 tab-separated fields, got {len(row)}")
+            yield lineno, row[0], row[1]
 
 
 def _qrels_rows(path: Path) -> Iterator[tuple[int, str, str, int]]:

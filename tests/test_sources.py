@@ -216,9 +216,9 @@ def test_a_source_supplies_its_own_hard_negatives_else_bm25(tmp_path):
     _tiny_set(tmp_path / "s", {"q0": ["d4", "d0"]})  # d0 is q0's positive: never a negative
     data = load_dataset(tmp_path / "s", "train")
     assert data.negatives == {"q0": ["d4", "d0"]}
-    examples = {e.query_id: e for e in mine_examples(data, "s:train", 1, 0, 3, None, random.Random(0))}
+    examples = {e.query_id: e for e in mine_examples(data, "s:train", 1, 0, 2, None, random.Random(0))}
     assert examples["q0"].negative_ids == ("d4",)  # the supplied one, not BM25's "red" d1
-    assert examples["q1"].negative_ids == ("d3",)  # none supplied: BM25's best non-relevant
+    assert examples["q1"].negative_ids == ("d3",)  # none supplied: BM25's ranks [0, 2) less the positive
     two = {e.query_id: e for e in mine_examples(data, "s:train", 2, 0, 3, None, random.Random(0))}
     assert "d1" in two["q0"].negative_ids  # one usable supplied negative is too few for 2: BM25
 
@@ -255,11 +255,11 @@ def test_a_shared_corpus_forbids_only_what_the_test_split_judges(tmp_path):
     write_dataset(tmp_path / "set", corpus, {"q0": "why rain", "q1": "why snow"},
                   {"test": {"q0": {"d0": 1, "d2": 0}}, "train": {"q1": {"d1": 1}}})
     test = SplitTexts.load(str(tmp_path / "set"))
-    assert test.queries == {"why rain"} and test.judged == {"rain\nclouds drop water.", "clouds drop water."}
-    assert "wind blows." in test.corpus and "snow\nice falls." in test.corpus
+    assert test.queries == {"why rain"} and test.judged == {"rain clouds drop water.", "clouds drop water."}
+    assert "wind blows." in test.corpus and "snow ice falls." in test.corpus  # title + body, whitespace collapsed
     own = forbidden_texts([test], tmp_path / "set")  # a train split of the same set: the corpus is shared
     other = forbidden_texts([test], tmp_path / "elsewhere")
-    assert "snow\nice falls." not in own and "snow\nice falls." in other and "why rain" in own
+    assert "snow ice falls." not in own and "snow ice falls." in other and "why rain" in own
     report = build_examples([f"{tmp_path / 'set'}:train"], negatives=1, dedup_against=[str(tmp_path / "set")]).report
     assert report[f"{tmp_path / 'set'}:train"] == {"mined": 1, "deduplicated": 0, "kept": 1, "mixed": 1}
 

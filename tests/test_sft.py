@@ -278,3 +278,53 @@ def test_distillation_arm_adds_the_teachers_kl_and_only_the_student_trains(tiny_
     assert all(not p.requires_grad and p.grad is None for p in arm.teacher.model.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in arm.model.model.parameters())
     assert arm.train_step()["distill"] > 0  # logged with the other terms
+
+
+def test_a_run_committed_without_checkpoints_continues_from_its_saved_folder(tiny_folder, tmp_path, monkeypatch):
+    import shutil
+
+    import searchr3.cache
+    from searchr3.train import sft
+
+    monkeypatch.setattr(searchr3.cache, "cache_dir", lambda: tmp_path)
+    out = tmp_path / "chunked"
+    kw = dict(steps=4, reasoning_fraction=0.5, reasoning_tokens=3)
+    SFTTrainer(_config(tiny_folder, time_limit_minutes=1e-9, **kw), out, _examples()).train()  # chunk 1: one step
+    shutil.rmtree(out / "checkpoints")  # what a git commit of the folder keeps: weights, log, settings, traces
+    assert (out / sft.TRACES).is_file()
+    saved = SearchR3.from_pretrained(out, dtype="fp32", device="cpu")
+    texts = ["A text on snow and ice.", "tell me about bread"]
+
+    straight = SFTTrainer(_config(tiny_folder, **kw), tmp_path / "straight", _examples())  # for the data order
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("the traces are in the run folder")
+
+    monkeypatch.setattr(searchr3.cache.ReasoningCache, "reason", no_generation)
+    with pytest.raises(ValueError, match=r"other settings \(lr\)"):  # a chunk may not change what is trained
+        SFTTrainer(_config(tiny_folder, lr=5e-3, **kw), out, _examples()).train(resume=True)
+    chunk = SFTTrainer(_config(tiny_folder, **kw), out, _examples())
+    assert chunk.resume() and chunk.step == 1
+    np.testing.assert_allclose(chunk.model.embed_documents(texts), saved.embed_documents(texts), atol=1e-5)
+    assert [e.query_id for e in chunk.batch_at(1)] == [e.query_id for e in straight.batch_at(1)]  # the data goes on
+    SFTTrainer(_config(tiny_folder, **kw), out, _examples()).train(resume=True)
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 2, 3, 4]  # one log across the chunks
+    assert [r["lr"] for r in records] == pytest.approx([lr_at(s, _config(tiny_folder, **kw)) for s in range(4)])
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 4
+    assert (out / sft.TRACES).is_file()  # kept by the final save
+
+
+def test_weighted_sources_mix_exactly_the_examples_the_steps_use(tiny_folder, tmp_path, monkeypatch):
+    from searchr3.train import sft
+
+    seen = {}
+
+    def fake_build(*args, total=None, **kwargs):
+        seen["total"] = total
+        from searchr3.train.examples import TrainingSet
+        return TrainingSet(_examples() * 3, {})
+
+    monkeypatch.setattr(sft, "build_examples", fake_build)
+    SFTTrainer(_config(tiny_folder, steps=5, batch_size=4), tmp_path / "m")
+    assert seen["total"] == 20

@@ -66,7 +66,7 @@ def main() -> None:
     args = p.parse_args()
     c = load_sft_config(args.config)
     cap = args.max_per_source or c.max_per_source
-    examples = build_examples(c.sources, c.negatives, c.neg_rank_min, c.neg_rank_max, cap, c.seed)
+    examples = build_examples(c.sources, c.negatives, c.neg_rank_min, c.neg_rank_max, cap, c.seed).examples
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(resolve_model(c.init)), local_files_only=True)
     tokenizer.add_tokens([EMBED_TOKEN], special_tokens=True)
     prompts = PromptBuilder(tokenizer, c.max_length, c.query_max_length)

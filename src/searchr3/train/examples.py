@@ -113,12 +113,12 @@ class TrainingSet:
 
 def build_examples(sources: Sequence[str], negatives: int = 1, rank_min: int = 3, rank_max: int = 30,
                    max_per_source: int | None = None, seed: int = 0, weights: Mapping[str, float] | None = None,
-                   dedup_against: Sequence[str] = ()) -> TrainingSet:
+                   dedup_against: Sequence[str] = (), total: int | None = None) -> TrainingSet:
     """Training examples from every source, shuffled with `seed`.
 
     Each source is mined, cleared of examples equal to a text of a `dedup_against` set's test
     split, and cut to `max_per_source`; with `weights` the sources are then mixed by weight
-    (`mix`, as many examples as the sources kept), else simply pooled.
+    (`mix`: `total` examples, by default as many as the sources kept), else simply pooled.
     """
     rng = random.Random(seed)
     tests = [SplitTexts.load(name) for name in dedup_against]
@@ -132,7 +132,7 @@ def build_examples(sources: Sequence[str], negatives: int = 1, rank_min: int = 3
         by_source[source] = kept[:max_per_source] if max_per_source else kept
         report[source] = {"mined": len(mined), "deduplicated": len(removed), "kept": len(by_source[source])}
     if weights:
-        examples = mix(by_source, weights, sum(len(v) for v in by_source.values()), rng)
+        examples = mix(by_source, weights, total or sum(len(v) for v in by_source.values()), rng)
     else:
         examples = [e for source in sources for e in by_source[source]]
         rng.shuffle(examples)

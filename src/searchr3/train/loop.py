@@ -23,6 +23,8 @@ from . import checkpoint, distributed
 from .examples import PooledDev
 
 METRICS = "metrics.jsonl"  # one JSON record per logged step; step 0 is the dev score before training
+# settings a run may change when it continues from its saved folder (when and how often, not what it trains)
+CONTINUABLE_CHANGES = frozenset({"time_limit_minutes", "eval_every", "save_every", "log_every"})
 
 
 @dataclass
@@ -74,6 +76,9 @@ class Trainer:
     optimizer: torch.optim.Optimizer
     dev: PooledDev
     step: int  # optimiser steps taken
+    # whether `--resume` may continue from the saved folder alone when there is no checkpoint
+    continues_saved: bool = False
+    keep_files: tuple[str, ...] = ()  # the subclass's own files in the output folder that the final save keeps
 
     # ------------------------------------------------------------------ hooks
     @property
@@ -118,9 +123,31 @@ class Trainer:
         """Load the latest checkpoint, if any; returns whether one was found."""
         found = checkpoint.load_latest(self.output, self.model, self.optimizer)
         if found is None:
-            return False
+            return self.continue_saved() if self.continues_saved else False
         self.step, folder = found
         self.restore_extra(folder)
+        return True
+
+    def continue_saved(self) -> bool:
+        """Continue from the saved model and its log when the folder has no checkpoint.
+
+        A run that spans sessions commits each chunk's folder without its checkpoints (the
+        optimiser's moments are twice the adapter): the next chunk takes the weights from the
+        saved model and the step from the log's last record, keeps the data order and learning-rate
+        schedule, and starts the optimiser afresh. Settings that change what is trained must match.
+        """
+        records = read_metrics(self.output / METRICS)
+        last = records[-1]["step"] if records else 0
+        saved_settings = self.output / self.config_file
+        if not last or not saved_settings.is_file():
+            return False
+        saved = json.loads(saved_settings.read_text())
+        changed = sorted(k for k, v in self.settings().items() if k not in CONTINUABLE_CHANGES and saved.get(k) != v)
+        if changed:
+            raise ValueError(f"{self.output} was trained with other settings ({', '.join(changed)}): "
+                             "continue it with its own config, or train into another --output")
+        self.model.load_trainable(self.output)
+        self.step = last
         return True
 
     def write_summary(self, wall_seconds: float) -> None:
@@ -141,9 +168,9 @@ class Trainer:
         after it (those steps are redone) and the wall time adds to the earlier sessions'."""
         s, out, main = self.schedule, self.output, distributed.is_main()
         out.mkdir(parents=True, exist_ok=True)
+        resumed = resume and self.resume()  # before the settings are written: continuing compares them
         if main:
             (out / self.config_file).write_text(json.dumps(self.settings(), indent=2) + "\n")
-        resumed = resume and self.resume()
         if resumed:
             print(f"resumed from step {self.step}")
         wall_before = 0.0
@@ -196,7 +223,7 @@ class Trainer:
         self.model.model.eval()
         if main:
             self.model.save_pretrained(out, keep=("checkpoints", METRICS, self.config_file, self.plot_file,
-                                                  SUMMARY_FILE))
+                                                  SUMMARY_FILE, *self.keep_files))
             self.plot(out / METRICS, out / self.plot_file)
             self.write_summary(wall_before + time.perf_counter() - start)
             write_model_card(out)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import gzip
+import json
 import math
 import os
 import random
@@ -141,8 +143,10 @@ def lr_at(step: int, config: SFTConfig) -> float:
 
 
 def embed_config(config: SFTConfig) -> EmbedConfig:
-    """The inference settings a run trains under; saved with the model, so evaluation uses the same lengths."""
-    return EmbedConfig(max_length=config.max_length, query_max_length=config.query_max_length)
+    """The inference settings a run trains under; saved with the model, so evaluation uses the same lengths
+    (and, when it trains on traces, the reasoning budget they were cut at)."""
+    budget = {"reasoning_tokens": config.reasoning_tokens} if config.reasoning_fraction > 0 else {}
+    return EmbedConfig(max_length=config.max_length, query_max_length=config.query_max_length, **budget)
 
 
 def prepare_model(config: SFTConfig) -> SearchR3:
@@ -189,10 +193,15 @@ def _assistant_positions(prompts: list[Prompt]) -> tuple[list[int], list[int], l
     return rows, positions, targets
 
 
+TRACES = "traces.json.gz"  # the base model's traces of the reasoning-form queries, kept in the run folder
+
+
 class SFTTrainer(Trainer):
     """Runs Stage 1: batches, losses, optimiser; the loop (logs, checkpoints, resume) is `Trainer.train`."""
 
     name, config_file, plot_file = "sft", "sft_config.json", "loss.png"
+    continues_saved = True  # a chunk committed without checkpoints continues from its adapter (loop.py)
+    keep_files = (TRACES,)
 
     def __init__(self, config: SFTConfig, output: str | os.PathLike, examples: list[Example] | None = None):
         self.config, self.output = config, Path(output)
@@ -205,8 +214,10 @@ class SFTTrainer(Trainer):
         self.model = prepare_model(config)
         self.data_report: dict[str, dict[str, int]] = {}  # per source: mined, deduplicated, kept, mixed
         if examples is None:
+            # mixed by weight: exactly the examples the run's steps use, so traces and lengths are computed for no more
             data = build_examples(config.sources, config.negatives, config.neg_rank_min, config.neg_rank_max,
-                                  config.max_per_source, config.seed, config.source_weights, config.dedup_against)
+                                  config.max_per_source, config.seed, config.source_weights, config.dedup_against,
+                                  total=config.steps * config.batch_size)
             examples, self.data_report = data.examples, data.report
         self.examples = examples
         if len(self.examples) < config.batch_size:
@@ -239,9 +250,27 @@ class SFTTrainer(Trainer):
 
         queries = sorted({(e.query_id, e.query) for e in self.examples})
         chosen = random.Random(self.config.seed).sample(queries, round(self.config.reasoning_fraction * len(queries)))
+        saved = self._saved_traces()
+        if all(qid in saved for qid, _ in chosen):  # a run continued in a later session: no regeneration
+            return {qid: saved[qid] for qid, _ in chosen}
         results = ReasoningCache().reason(self.trace_model(), [q for _, q in chosen],
                                           max_new_tokens=self.config.reasoning_tokens, show_progress=True)
-        return {qid: r.token_ids for (qid, _), r in zip(chosen, results)}
+        traces = {qid: r.token_ids for (qid, _), r in zip(chosen, results)}
+        if distributed.is_main():
+            self.output.mkdir(parents=True, exist_ok=True)
+            with gzip.open(self.output / TRACES, "wt", encoding="utf-8") as f:
+                json.dump({"reasoning_tokens": self.config.reasoning_tokens, "traces": traces}, f)
+        return traces
+
+    def _saved_traces(self) -> dict[str, list[int]]:
+        """The traces an earlier chunk of this run wrote into its folder (small: token ids), so a chunk
+        that continues it in a fresh session does not regenerate them."""
+        path = self.output / TRACES
+        if not path.is_file():
+            return {}
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            saved = json.load(f)
+        return saved["traces"] if saved.get("reasoning_tokens") == self.config.reasoning_tokens else {}
 
     def trace_model(self) -> SearchR3:
         """The model that writes the traces: always the base, which is also L_KL's reference.

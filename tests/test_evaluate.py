@@ -87,7 +87,12 @@ def test_evaluate_model_record_and_reasoning_cache(tiny_folder, tmp_path):
     assert set(record["modes"]) == {"off", "on"}
     on = record["modes"]["on"]
     assert set(on["metrics"]) >= {"ndcg@10", "recall@10", "recall@100", "mrr@10"}
-    assert set(on["per_query"]) == {"q1", "q2", "q3"} and set(on["traces"]["q1"]) == {"trace", "forced"}
+    assert set(on["per_query"]) == {"q1", "q2", "q3"}
+    assert set(on["traces"]["q1"]) == {"trace", "forced", "stop", "tokens"}
+    stats = on["reasoning"]  # how the traces ended, for the readiness check
+    assert stats["queries"] == 3 and stats["own_token"] + stats["eos"] + stats["budget"] == pytest.approx(1.0)
+    assert stats["mean_tokens"] == pytest.approx(sum(t["tokens"] for t in on["traces"].values()) / 3)
+    assert "reasoning" not in record["modes"]["off"]
     assert len(on["run"]["q1"]) <= 100 and record["data"]["queries_evaluated"] == 3
     assert record["model"]["fingerprint"] and record["data"]["fingerprint"]
     json.dumps(record)  # serialisable

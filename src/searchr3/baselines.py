@@ -21,6 +21,7 @@ from .hybrid import HybridConfig, fuse
 from .index import VectorIndex
 from .lexical import BM25Index
 from .prompts import document_text
+from .trace_stats import readiness
 
 
 @dataclass
@@ -29,7 +30,8 @@ class Retrieval:
 
     run: dict[str, dict[str, float]]
     timing: dict[str, float]
-    traces: dict[str, dict] = field(default_factory=dict)  # query id -> {"trace", "forced"}
+    traces: dict[str, dict] = field(default_factory=dict)  # query id -> {"trace", "forced", "stop", "tokens"}
+    reasoning: dict[str, float] = field(default_factory=dict)  # how the traces ended (`trace_stats.readiness`)
 
 
 def _top_k(scores: np.ndarray, ids: np.ndarray) -> dict[str, float]:
@@ -132,18 +134,21 @@ class SearchR3Retriever:
         qids = list(queries)
         texts = [queries[q] for q in qids]
         traces: dict[str, dict] = {}
+        stats: dict[str, float] = {}
         if self.reasoning:
             if self.reasoning_cache is not None:
                 results = self.reasoning_cache.reason(self.model, texts, show_progress=True)
             else:
                 results = self.model.reason(texts, show_progress=True)
             vectors = self.model.stack(results)
-            traces = {q: {"trace": r.trace, "forced": r.forced} for q, r in zip(qids, results)}
+            traces = {q: {"trace": r.trace, "forced": r.forced, "stop": r.stop, "tokens": len(r.token_ids)}
+                      for q, r in zip(qids, results)}
+            stats = readiness(results, self.model.config.reasoning_tokens)
         else:
             vectors = self.model.embed_queries(texts, show_progress=True)
         run = _search(docs, [d.id for d in corpus], qids, vectors, k, self.model.name)
         return Retrieval(run, {"index_seconds": indexed - start, "query_seconds": time.perf_counter() - indexed},
-                         traces)
+                         traces, stats)
 
 
 class HybridRetriever:

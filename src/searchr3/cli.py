@@ -200,6 +200,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         tmp.write_text(json.dumps(record) + "\n")
         tmp.replace(out)
     print(markdown_table([record]))
+    stats = record["modes"].get("on", {}).get("reasoning")
+    if stats:
+        print(f"\nreasoning: {100 * stats['own_token']:.1f}% of traces end with the model's own token within "
+              f"{record['model']['reasoning_tokens']} tokens ({100 * stats['eos']:.1f}% end their turn, "
+              f"{100 * stats['budget']:.1f}% reach the budget); {100 * stats['loops']:.1f}% loop; "
+              f"{stats['mean_tokens']:.1f} tokens on average")
     if args.output:
         print(f"\nwrote {args.output}")
     return 0

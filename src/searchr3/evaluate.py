@@ -129,6 +129,8 @@ def evaluate_model(spec: str, data: str, split: str = "test", reasoning: str = "
         timing = dict(retrieval.timing, total_seconds=time.perf_counter() - start)
         record["modes"][mode] = {"metrics": M.mean(scores), "per_query": scores, "run": retrieval.run,
                                  "timing": timing, "traces": retrieval.traces}
+        if retrieval.reasoning:
+            record["modes"][mode]["reasoning"] = retrieval.reasoning
     return record
 
 

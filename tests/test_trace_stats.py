@@ -1,0 +1,42 @@
+"""How traces end: the statistics behind Stage 1's reasoning-readiness check."""
+
+import doctest
+
+import numpy as np
+import pytest
+
+from searchr3 import trace_stats
+from searchr3.decoding import Reasoning
+from searchr3.trace_stats import loops, readiness
+
+
+def _result(trace: str, n_tokens: int, stop: str) -> Reasoning:
+    return Reasoning(trace, stop != "token", list(range(n_tokens)), np.zeros(4, dtype=np.float32), stop)
+
+
+def test_doctests():
+    assert doctest.testmod(trace_stats).failed == 0
+
+
+def test_a_loop_is_one_word_over_the_share_of_the_words():
+    assert loops("bone bone bone density and vitamin D")  # 3 of 7 words: 43%
+    assert not loops("bone density and vitamin D in older adults over seventy")
+    assert not loops("no no no")  # too short to call a loop
+    assert loops("Bone, BONE; bone... density and")  # words are case-folded, punctuation ignored
+    assert not loops("a b a c d e f g h i", share=0.3)  # 2 of 10: 20%
+
+
+def test_readiness_counts_own_tokens_within_the_budget():
+    results = [_result("a short analysis of the claim", 7, "token"),
+               _result("it goes on and on until the budget ends", 33, "budget"),
+               _result("ended its turn", 4, "eos"),
+               _result("the the the the the the", 7, "token"),
+               _result("a late token after the budget", 40, "token")]
+    stats = readiness(results, budget=32)
+    assert stats["queries"] == 5
+    assert stats["own_token"] == pytest.approx(2 / 5)  # the late one exceeds 32 trace tokens
+    assert (stats["eos"], stats["budget"]) == pytest.approx((1 / 5, 1 / 5))
+    assert stats["loops"] == pytest.approx(1 / 5)
+    assert stats["mean_tokens"] == pytest.approx((7 + 33 + 4 + 7 + 40) / 5)
+    with pytest.raises(ValueError):
+        readiness([], 32)

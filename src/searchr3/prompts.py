@@ -147,3 +147,15 @@ def document_text(title: str, text: str) -> str:
     """Return the text embedded for a document: title and body on separate lines (BEIR docs)."""
     title, text = title.strip(), text.strip()
     return f"{title}\n{text}" if title else text
+
+
+def assistant_positions(prompts: Sequence[Prompt]) -> tuple[list[int], list[int], list[int]]:
+    """(rows, positions, targets): where a right-padded batch of `prompts` predicts each assistant
+    token (the hidden state at j-1 predicts token j); training's L_SFT, KL and L_token read these."""
+    rows, positions, targets = [], [], []
+    for r, p in enumerate(prompts):
+        for j in range(p.assistant_start, len(p.ids)):
+            rows.append(r)
+            positions.append(j - 1)
+            targets.append(p.ids[j])
+    return rows, positions, targets

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import gzip
-import json
 import math
 import os
 import random
@@ -27,7 +25,6 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import assets, losses
@@ -35,14 +32,16 @@ from ..config import load_section
 from ..modeling import EmbedConfig, SearchR3
 from ..precision import cpu_supports_bf16
 from ..readout import embed_token_states
-from ..prompts import Prompt
+from ..prompts import Prompt, assistant_positions
 from ..runtime import tune_malloc
 from . import distributed
 from .batching import epoch_batches, example_slots, prompt_lengths
 from .dedup import BUNDLED_TEST_SETS
 from .examples import Example, PooledDev, build_examples
-from .loop import Schedule, Trainer, hardware_description, read_metrics
+from .loop import Schedule, Trainer, hardware_description
+from .loss_plot import plot_losses
 from .teacher import Teacher
+from .traces_file import TRACES, read_traces, write_traces
 
 
 @dataclass
@@ -182,20 +181,6 @@ def prepare_model(config: SFTConfig) -> SearchR3:
     return model
 
 
-def _assistant_positions(prompts: list[Prompt]) -> tuple[list[int], list[int], list[int]]:
-    """(rows, positions, targets): where a right-padded batch predicts each assistant token."""
-    rows, positions, targets = [], [], []
-    for r, p in enumerate(prompts):
-        for j in range(p.assistant_start, len(p.ids)):
-            rows.append(r)
-            positions.append(j - 1)  # the hidden state at j-1 predicts token j
-            targets.append(p.ids[j])
-    return rows, positions, targets
-
-
-TRACES = "traces.json.gz"  # the base model's traces of the reasoning-form queries, kept in the run folder
-
-
 class SFTTrainer(Trainer):
     """Runs Stage 1: batches, losses, optimiser; the loop (logs, checkpoints, resume) is `Trainer.train`."""
 
@@ -250,27 +235,15 @@ class SFTTrainer(Trainer):
 
         queries = sorted({(e.query_id, e.query) for e in self.examples})
         chosen = random.Random(self.config.seed).sample(queries, round(self.config.reasoning_fraction * len(queries)))
-        saved = self._saved_traces()
+        saved = read_traces(self.output / TRACES, self.config.reasoning_tokens)
         if all(qid in saved for qid, _ in chosen):  # a run continued in a later session: no regeneration
             return {qid: saved[qid] for qid, _ in chosen}
         results = ReasoningCache().reason(self.trace_model(), [q for _, q in chosen],
                                           max_new_tokens=self.config.reasoning_tokens, show_progress=True)
         traces = {qid: r.token_ids for (qid, _), r in zip(chosen, results)}
         if distributed.is_main():
-            self.output.mkdir(parents=True, exist_ok=True)
-            with gzip.open(self.output / TRACES, "wt", encoding="utf-8") as f:
-                json.dump({"reasoning_tokens": self.config.reasoning_tokens, "traces": traces}, f)
+            write_traces(self.output / TRACES, traces, self.config.reasoning_tokens)
         return traces
-
-    def _saved_traces(self) -> dict[str, list[int]]:
-        """The traces an earlier chunk of this run wrote into its folder (small: token ids), so a chunk
-        that continues it in a fresh session does not regenerate them."""
-        path = self.output / TRACES
-        if not path.is_file():
-            return {}
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            saved = json.load(f)
-        return saved["traces"] if saved.get("reasoning_tokens") == self.config.reasoning_tokens else {}
 
     def trace_model(self) -> SearchR3:
         """The model that writes the traces: always the base, which is also L_KL's reference.
@@ -344,7 +317,7 @@ class SFTTrainer(Trainer):
         doc_texts = [e.positive for e in local] + [t for e in local for t in e.negatives]
         q_ids, q_mask, q_pos = m.collate([p.ids for p in q_prompts], side="right")
         d_ids, d_mask, d_pos = m.collate([m.prompts.document(t).ids for t in doc_texts], side="right")
-        rows, positions, targets = _assistant_positions(q_prompts)
+        rows, positions, targets = assistant_positions(q_prompts)
         q_hidden, d_hidden, logits = self.forward(q_ids, q_mask, q_pos, d_ids, d_mask, d_pos, rows, positions)
         queries = embed_token_states(q_hidden, q_ids, m.embed_token_id, [e.query_id for e in local])
         docs = distributed.gather(embed_token_states(d_hidden, d_ids, m.embed_token_id))  # (world·n_docs, H)
@@ -390,7 +363,7 @@ class SFTTrainer(Trainer):
         local = batch[distributed.rank() * len(batch) // w:(distributed.rank() + 1) * len(batch) // w]
         prompts = [self.query_prompt(e) for e in local]
         ids, mask, pos = m.collate([p.ids for p in prompts], side="right")
-        rows, positions, targets = _assistant_positions(prompts)
+        rows, positions, targets = assistant_positions(prompts)
         at = [i for i, t in enumerate(targets) if t == m.embed_token_id]
         with self.autocast:
             with torch.no_grad():
@@ -463,47 +436,6 @@ class SFTTrainer(Trainer):
 
     def plot(self, metrics: Path, path: Path) -> None:
         plot_losses(metrics, path)
-
-
-def plot_losses(metrics: Path, path: Path) -> None:
-    """Loss terms (and dev nDCG@10) against step, as a PNG."""
-    from .._extras import require
-
-    matplotlib = require("train", "matplotlib")
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    every = read_metrics(metrics)
-    records = [r for r in every if "total" in r]
-    if not records:
-        return
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    window = max(1, min(10, len(records) // 10))  # per-step losses are noisy: draw a running mean over them
-    for name in ("total", "sft", "kl", "infonce", "triplet", "token"):
-        steps = [r["step"] for r in records if name in r]  # token warm-up steps log only total and token
-        if len(steps) < window:
-            continue
-        values = np.array([r[name] for r in records if name in r], dtype=float)
-        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
-        (line,) = ax.plot(steps[window - 1:], smooth, label=name if window == 1 else f"{name} (mean of {window})", lw=1.5)
-        if window > 1:
-            ax.plot(steps, values, color=line.get_color(), lw=0.5, alpha=0.3)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_yscale("symlog", linthresh=1e-4)  # KL and triplet reach exactly 0
-    ax.legend()
-    dev = [r for r in every if "dev_ndcg@10" in r]
-    if dev:
-        ax2.plot([r["step"] for r in dev], [r["dev_ndcg@10"] for r in dev], marker="o")
-        ax2.set_xlabel("step")
-        ax2.set_ylabel("pooled dev nDCG@10")
-    else:
-        ax2.axis("off")
-        ax2.text(0.5, 0.5, "no dev evaluation (eval_every: 0)", ha="center", va="center")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def train_sft(config: SFTConfig, output: str | os.PathLike, resume: bool = False) -> Path:

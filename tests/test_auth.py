@@ -35,7 +35,7 @@ def serve(tiny, tmp_path, key):
 @pytest.fixture
 def keyed(tiny, tmp_path):
     service = serve(tiny, tmp_path, KEY)
-    with TestClient(create_app(service)) as client:
+    with TestClient(create_app(service), base_url="http://localhost") as client:
         yield client
     service.close()
 
@@ -50,7 +50,7 @@ def refusal(response, code):
 
 def test_without_a_key_configured_every_route_is_open(tiny, tmp_path):
     service = serve(tiny, tmp_path, None)
-    with TestClient(create_app(service)) as client:
+    with TestClient(create_app(service), base_url="http://localhost") as client:
         for method, path, body in ROUTES:
             assert client.request(method, path, json=body).status_code == 200, path
         assert "securitySchemes" not in client.get("/openapi.json").json()["components"]

@@ -42,6 +42,40 @@ def test_bad_corpus_writes_nothing(tiny_folder, tmp_path, capsys):
     assert not out.exists()
 
 
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("content,message", [
+    (b'{"_id": "a", "text": "ok"}\n{"_id": "b", "text": "caf\xe9"}\n', "corpus.jsonl:2: not valid UTF-8 (byte 26"),
+    (b'{"_id": "a", "text": "ok"}\n{"_id": "b", "text": "x \\ud800 y"}\n', "corpus.jsonl:2: 'text' holds a lone surrogate"),
+    (b'\xef\xbb\xbf{"_id": "a", "text": "ok"}\n', "corpus.jsonl:1: the file starts with a byte-order mark"),
+    (b"", "corpus.jsonl: no documents"),
+    (b"\n\n", "corpus.jsonl: no documents"),
+])
+def test_bad_bytes_in_a_corpus_are_named_before_any_model_loads(tmp_path, capsys, content, message):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_bytes(content)
+    out = tmp_path / "ix"
+    # the model does not exist: an error about the file shows the file was read first
+    assert main(["index", "build", "--model", "no-such-model", "--corpus", str(corpus), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert not out.exists()
+
+
+def test_bad_bytes_in_qrels_and_embed_input_are_named(tmp_path, capsys):
+    from searchr3.data import DataError, read_qrels
+
+    qrels = tmp_path / "test.tsv"
+    qrels.write_bytes(b"query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td\xff\t1\n")
+    with pytest.raises(DataError, match="test.tsv:3: not valid UTF-8"):
+        read_qrels(qrels)
+    texts = tmp_path / "texts.txt"
+    texts.write_bytes(b"fine\nbad \xc3\x28\n")
+    assert main(["embed", "--model", "no-such-model", "--input", str(texts)]) == 2
+    assert "texts.txt:2: not valid UTF-8" in capsys.readouterr().err
+
+
 def test_embed_to_npy_and_jsonl(tiny_folder, tmp_path, capsys):
     npy = tmp_path / "v.npy"
     assert main(["embed", "--model", str(tiny_folder), "--documents", "--output", str(npy), "one", "two"]) == 0

@@ -276,7 +276,7 @@ def test_service_hybrid_follows_upserts_and_deletes(tiny, tmp_path):
     config = HybridConfig(method="score", weight=0.4)
     service = Service(tiny, tmp_path / "index", hybrid=config)
     try:
-        with TestClient(create_app(service)) as client:
+        with TestClient(create_app(service), base_url="http://localhost") as client:
             assert client.post("/v1/search", json={"query": MARKERS[1], "hybrid": True}).json()["hits"] == []
             client.post("/v1/documents", json={"documents": DOCS[:4]}).raise_for_status()
             body = client.post("/v1/search", json={"query": MARKERS[1], "k": 3, "hybrid": True}).json()
@@ -306,7 +306,7 @@ def test_service_hybrid_survives_kill_9(tiny_folder, tiny, tmp_path):
     base = server.url
     ask = {"query": MARKERS[2], "k": 5, "hybrid": True}
     try:
-        for doc in DOCS:  # one write per request: journaled, none snapshotted yet
+        for doc in DOCS:  # one write per request: each committed to the database, none in a FAISS snapshot
             httpx.post(f"{base}/v1/documents", json={"documents": [doc]}, timeout=30).raise_for_status()
         first = httpx.post(f"{base}/v1/search", json=ask, timeout=30).json()
         assert first["hits"][0]["id"] == "d02"
@@ -316,7 +316,7 @@ def test_service_hybrid_survives_kill_9(tiny_folder, tiny, tmp_path):
         before = httpx.post(f"{base}/v1/search", json=ask, timeout=30).json()
     finally:
         server.kill()
-    assert (index / "journal.jsonl").stat().st_size > 0  # the writes were only in the journal
+    assert not (index / "faiss.json").exists()  # the writes were only in the database (and its WAL)
     docs = [d for d in DOCS if d["_id"] not in ("d02", "d05")] + [moved]
     expected = expected_hits(tiny, docs, MARKERS[2], 5)
     assert before["hits"][0]["id"] == "d05"

@@ -87,16 +87,16 @@ def test_mismatch_refused_with_clear_errors(tmp_path):
         VectorIndex(8, "m", "ivf")
 
 
-def test_save_is_atomic_and_keeps_one_snapshot(tmp_path):
+def test_save_replaces_what_the_folder_held(tmp_path):
     root = tmp_path / "ix"
     index = VectorIndex(16, "m")
-    index.add(["a"], _vectors(1))
+    index.add(["a", "b"], _vectors(2), [{"text": "A"}, {"text": "B"}])
     index.save(root)
-    # a crash while writing the next snapshot leaves a partial folder that CURRENT never names
-    (root / "snapshot-000002").mkdir()
-    (root / "snapshot-000002" / "index.faiss").write_bytes(b"partial")
-    assert len(VectorIndex.load(root)) == 1
-    index.add(["b"], _vectors(1, seed=2))
-    index.save(root)
-    assert len(VectorIndex.load(root)) == 2
-    assert sorted(p.name for p in root.iterdir()) == ["CURRENT", "snapshot-000002"]
+    other = VectorIndex(16, "m")
+    other.add(["c"], _vectors(1, seed=2), [{"text": "C"}])
+    other.save(root)
+    again = VectorIndex.load(root)
+    assert again.ids == ["c"] and again.documents == {"c": {"text": "C"}}
+    assert sorted(p.name for p in root.iterdir()) == ["faiss.index", "faiss.json", "index.db"]
+
+

@@ -23,7 +23,7 @@ DOCS = [
     {"_id": "d3", "title": "", "text": "Photosynthesis turns light, water and carbon dioxide into sugar."},
     {"_id": "d4", "title": "Volcanoes", "text": "Magma rises through the crust and erupts as lava."},
 ]
-LIMITS = ServeConfig(max_batch=4, max_chars=300, max_k=5, compact_every=3)
+LIMITS = ServeConfig(max_batch=4, max_chars=300, max_k=5, snapshot_every=3)
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def service(tiny, tmp_path):
 
 @pytest.fixture
 def client(service):
-    with TestClient(create_app(service)) as c:
+    with TestClient(create_app(service), base_url="http://localhost") as c:
         yield c
 
 
@@ -74,8 +74,8 @@ def test_embeddings_match_the_library(client, tiny):
 def test_the_openai_client_works(service, tiny):
     import openai
 
-    with TestClient(create_app(service), base_url="http://testserver/v1") as http:
-        client = openai.OpenAI(base_url="http://testserver/v1", api_key="-", http_client=http)
+    with TestClient(create_app(service), base_url="http://localhost/v1") as http:
+        client = openai.OpenAI(base_url="http://localhost/v1", api_key="-", http_client=http)
         texts = ["hello world", "second text"]
         response = client.embeddings.create(model=tiny.name, input=texts)  # the client asks for base64
         got = np.array([item.embedding for item in response.data], dtype=np.float32)
@@ -99,7 +99,7 @@ def test_reasoning_embeddings_return_traces(client, tiny):
 def test_documents_search_get_delete(client, tiny):
     response = client.post("/v1/documents", json={"documents": DOCS[:3]})
     assert response.status_code == 200, response.text
-    assert response.json() == {"upserted": 3, "ids": ["d1", "d2", "d3"], "count": 3}
+    assert response.json() == {"upserted": 3, "ids": ["d1", "d2", "d3"], "count": 3, "truncated": []}
     assert client.get("/health").json()["documents"] == 3
 
     doc = client.get("/v1/documents/d1").json()
@@ -179,12 +179,33 @@ def test_search_on_an_empty_index_returns_no_hits(client):
     ("/v1/documents", {"documents": [{"_id": str(i), "text": "t"} for i in range(5)]}, 413, "documents"),
     ("/v1/documents", {"documents": [{"_id": "a", "text": "t" * 301}]}, 413, "documents"),
     ("/v1/documents", [1, 2], 422, None),
+    # strict: unknown fields and loose types are refused, not ignored or coerced
+    ("/v1/search", {"query": "a", "top_k": 3}, 422, "top_k"),
+    ("/v1/search", {"query": "a", "k": "3"}, 422, "k"),
+    ("/v1/search", {"query": "a", "k": True}, 422, "k"),
+    ("/v1/search", {"query": "a", "k": 3.0}, 422, "k"),
+    ("/v1/embeddings", {"input": "a", "reasoning": 1}, 422, "reasoning"),
+    ("/v1/embeddings", {"input": "a", "extra": None}, 422, "extra"),
+    ("/v1/documents", {"documents": [{"_id": "a", "text": "t", "url": "x"}]}, 422, "documents.0.url"),
+    ("/v1/documents", {"documents": [{"id": "a", "text": "t"}]}, 422, "documents.0"),
+    ("/v1/documents", {"documents": [{"_id": "a", "text": "t"}], "upsert": True}, 422, "upsert"),
 ])
 def test_bad_input_is_a_clear_4xx(client, path, body, status, param):
     error = error_of(client.post(path, json=body), status)
     if param is not None:
         assert error["param"] is not None and error["param"].startswith(param), error
     assert client.get("/health").json()["documents"] == 0  # nothing was written
+
+
+@pytest.mark.parametrize("body,param", [
+    (rb'{"documents": [{"_id": "a", "text": "bad \ud800 text"}]}', "documents.0.text"),
+    (rb'{"documents": [{"_id": "\udfff", "text": "t"}]}', "documents.0._id"),
+    (rb'{"documents": [{"_id": "a", "title": "\ud83d", "text": "t"}]}', "documents.0.title"),
+])
+def test_a_lone_surrogate_is_refused_not_stored(client, body, param):
+    error = error_of(client.post("/v1/documents", content=body, headers={"content-type": "application/json"}), 422)
+    assert error["param"] == param and "lone surrogate" in error["message"]
+    assert client.get("/health").json()["documents"] == 0
 
 
 def test_malformed_json_and_unknown_routes(client):
@@ -245,13 +266,13 @@ def test_acknowledged_writes_survive_kill_9(tiny_folder, tmp_path):
     server = ServiceProcess(tiny_folder, index, max_length=48, env=env, timeout=120)
     base = server.url
     try:
-        for doc in DOCS:  # one write per request: each is journaled, none snapshotted yet
+        for doc in DOCS:  # one write per request: each committed to the database, none in a FAISS snapshot
             httpx.post(f"{base}/v1/documents", json={"documents": [doc]}, timeout=30).raise_for_status()
         httpx.delete(f"{base}/v1/documents/d3", timeout=30).raise_for_status()
         before = httpx.post(f"{base}/v1/search", json={"query": "capital city", "k": 5}, timeout=30).json()
     finally:
         server.kill()
-    assert (index / "journal.jsonl").stat().st_size > 0  # the writes were only in the journal
+    assert not (index / "faiss.json").exists()  # the writes were only in the database (and its WAL)
 
     with ServiceProcess(tiny_folder, index, port=server.port, max_length=48, env=env, timeout=120) as server:
         assert server.health()["documents"] == 3

@@ -8,7 +8,7 @@ import torch
 from searchr3 import ALIASES, DEFAULT_MODEL, RELEASED_MODELS, IndexMismatchError, SearchR3, VectorIndex, build_index
 from searchr3.assets import canonical_name, resolve_model
 from searchr3.data import Document
-from searchr3.journal import JournaledIndex
+from searchr3.durable import DurableIndex
 
 DOCS = [Document("a", "Paris", "Paris is the capital of France."), Document("b", "Rome", "Rome is in Italy.")]
 
@@ -64,7 +64,7 @@ def test_an_index_refuses_other_weights_under_the_same_name(tiny_folder, tiny_co
     message = str(err.value)
     assert model.weights_fingerprint in message and retrained.weights_fingerprint in message
     with pytest.raises(IndexMismatchError):
-        JournaledIndex.open(tmp_path / "ix", retrained.name, retrained.dim, fingerprint=retrained.weights_fingerprint)
+        DurableIndex.open(tmp_path / "ix", retrained.name, retrained.dim, fingerprint=retrained.weights_fingerprint)
 
 
 def test_an_old_index_that_records_only_an_alias_is_refused(tiny, tmp_path):

@@ -25,6 +25,7 @@ class EmbeddingData(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
     embedding: list[float] | str
+    truncated: bool = Field(False, description="the text was longer than the model reads; its end was cut")
     trace: str | None = Field(None, description="the reasoning trace (reasoning only)")
     forced: bool | None = Field(None, description="whether the embed token had to be appended (reasoning only)")
 
@@ -52,6 +53,7 @@ class SearchResponse(BaseModel):
     query: str
     model: str
     hits: list[SearchHit]
+    truncated: bool = Field(False, description="the query was longer than the model reads; its end was cut")
     trace: str | None = None
     forced: bool | None = None
 
@@ -60,6 +62,7 @@ class DocumentsResponse(BaseModel):
     upserted: int
     ids: list[str]
     count: int = Field(description="documents in the index after the upsert")
+    truncated: list[str] = Field(default_factory=list, description="ids whose text the model read only in part")
 
 
 class DocumentOut(BaseModel):

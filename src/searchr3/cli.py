@@ -57,7 +57,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .data import read_corpus
+    from .data import DataError, read_corpus, text_lines
     from .prompts import document_text
 
     if args.input and args.texts:
@@ -68,11 +68,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
             docs = read_corpus(path)
             ids, texts = [d.id for d in docs], [document_text(d.title, d.text) for d in docs]
         else:
-            texts = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            texts = [line for _, line in text_lines(path) if line.strip()]
             ids = [str(i) for i in range(len(texts))]
     else:
-        texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        texts = args.texts or [line for _, line in _stdin_lines() if line.strip()]
         ids = [str(i) for i in range(len(texts))]
+    if not texts:  # checked before the model loads, like every input problem
+        raise DataError(f"no texts to embed in {args.input or 'the arguments or stdin'}")
     model = _load_model(args.model, args)
     traces = None
     if args.kind == "document":
@@ -99,6 +101,17 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stdin_lines():
+    """Lines of stdin as UTF-8, with a line number in the error when they are not."""
+    from .data import DataError
+
+    for lineno, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            yield lineno, raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as e:
+            raise DataError(f"stdin:{lineno}: not valid UTF-8 (byte {e.start + 1} of the line)") from None
+
+
 def cmd_index_build(args: argparse.Namespace) -> int:
     from .data import read_corpus, resolve_dataset
     from .search import build_index
@@ -115,6 +128,22 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     print(f"indexed {len(index)} documents ({index.kind}, dim {index.dim}, model {index.model}) "
           f"in {seconds:.0f} s ({len(index) / seconds:.1f} docs/s) -> {args.out}")
     return 0
+
+
+def cmd_index_check(args: argparse.Namespace) -> int:
+    from .index_check import check
+
+    report = check(args.folder)
+    print("\n".join(report.lines()))
+    return report.status
+
+
+def cmd_index_repair(args: argparse.Namespace) -> int:
+    from .index_check import repair
+
+    status, done = repair(args.folder, drop_damaged=args.drop_damaged)
+    print("\n".join(done))
+    return status
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -281,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.set_defaults(func=cmd_embed)
 
-    p = sub.add_parser("index", help="build vector indexes")
+    p = sub.add_parser("index", help="build, check and repair vector indexes")
     isub = p.add_subparsers(dest="index_command", required=True)
     b = isub.add_parser("build", help="embed a corpus and save an index")
     b.add_argument("--model", default=DEFAULT_MODEL, help=f"registered name or saved model folder (default {DEFAULT_MODEL})")
@@ -291,6 +320,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--limit", type=int, help="index only the first N documents")
     _add_model_options(b)
     b.set_defaults(func=cmd_index_build)
+    c = isub.add_parser("check", help="verify an index folder (database, vectors, FAISS snapshot, model); "
+                        "exit 0 healthy, 1 derived state to repair, 2 database damaged")
+    c.add_argument("folder", help="index folder")
+    c.set_defaults(func=cmd_index_check)
+    r = isub.add_parser("repair", help="rebuild an index folder's FAISS snapshot from its database "
+                        "(not beside a running server)")
+    r.add_argument("folder", help="index folder")
+    r.add_argument("--drop-damaged", action="store_true",
+                   help="delete database rows whose contents fail their digest (they are lost)")
+    r.set_defaults(func=cmd_index_repair)
 
     p = sub.add_parser("data", help="bundled datasets")
     dsub = p.add_subparsers(dest="data_command", required=True)
@@ -363,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="HTTP service: OpenAI-style embeddings, search, document upserts")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"registered name or saved model folder (default {DEFAULT_MODEL})")
-    p.add_argument("--index", required=True, help="index folder (created empty if missing; writes are journaled)")
+    p.add_argument("--index", required=True, help="index folder (created empty if missing; each write is a committed SQLite transaction)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -383,7 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, TypeError, KeyError, MissingExtra) as e:
+    except Exception as e:
+        from .store import StoreError  # an index folder that cannot be read or written, named
+
+        if not isinstance(e, (FileNotFoundError, ValueError, TypeError, KeyError, MissingExtra, StoreError)):
+            raise
         print(f"searchr3: error: {e}", file=sys.stderr)
         return 2
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import io
 import json
 import os
 import random
@@ -103,27 +102,54 @@ def _find(folder: Path, stem: str) -> Path:
     raise FileNotFoundError(f"{folder} has no {stem}.jsonl or {stem}.jsonl.gz")
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file (gzip when named .gz), without line endings.
+
+    A byte-order mark or bytes that are not UTF-8 raise DataError naming the file, line and byte,
+    instead of a decoding error that names neither.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raise DataError(f"{path}:1: the file starts with a byte-order mark (U+FEFF); save it as UTF-8 "
+                                "without a BOM")
+            try:
+                yield lineno, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte {e.start + 1} of the line, "
+                                f"{raw[e.start:e.start + 1]!r})") from None
+
+
+def _check_unicode(path: Path, lineno: int, rec: dict) -> None:
+    """JSON can spell lone surrogates (\\ud800), which no tokenizer or UTF-8 store accepts."""
+    for key, value in rec.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise DataError(f"{path}:{lineno}: {key!r} holds a lone surrogate (character {e.start + 1}), "
+                                "which is not valid Unicode") from None
 
 
 def _jsonl(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
     """Yield (line number, record) for each non-blank line, checking JSON and required string fields."""
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-            for key in required:
-                if key not in rec:
-                    raise DataError(f"{path}:{lineno}: missing {key!r}")
-            rec["_id"] = str(rec["_id"])
-            yield lineno, rec
+    for lineno, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+        for key in required:
+            if key not in rec:
+                raise DataError(f"{path}:{lineno}: missing {key!r}")
+        rec["_id"] = str(rec["_id"])
+        _check_unicode(path, lineno, rec)
+        yield lineno, rec
 
 
 def read_corpus(path: str | Path, allow_empty: bool = False) -> list[Document]:
@@ -147,6 +173,8 @@ def read_corpus(path: str | Path, allow_empty: bool = False) -> list[Document]:
             raise DataError(f"{path}:{lineno}: empty document {rec['_id']!r}")
         seen[rec["_id"]] = lineno
         docs.append(Document(rec["_id"], title, text))
+    if not docs:
+        raise DataError(f"{path}: no documents")
     return docs
 
 
@@ -330,28 +358,27 @@ def load_dataset(name_or_path: str | Path, split: str = "test", skip_invalid: bo
 
 
 def _negative_rows(path: Path) -> Iterator[tuple[int, str, str]]:
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            row = line.rstrip("\n").split("\t")
-            if not line.strip() or (lineno == 1 and row[0] == "query-id"):
-                continue
-            if len(row) != 2:
-                raise DataError(f"{path}:{lineno}: expected 2 tab-separated fields, got {len(row)}")
-            yield lineno, row[0], row[1]
+    for lineno, line in text_lines(path):
+        row = line.split("\t")
+        if not line.strip() or (lineno == 1 and row[0] == "query-id"):
+            continue
+        if len(row) != 2:
+            raise DataError(f"{path}:{lineno}: expected 2 tab-separated fields, got {len(row)}")
+        yield lineno, row[0], row[1]
 
 
 def _qrels_rows(path: Path) -> Iterator[tuple[int, str, str, int]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        for lineno, row in enumerate(csv.reader(f, delimiter="\t"), start=1):
-            if not row or (lineno == 1 and row[0] == "query-id"):
-                continue
-            if len(row) != 3:
-                raise DataError(f"{path}:{lineno}: expected 3 tab-separated fields, got {len(row)}")
-            try:
-                score = int(float(row[2]))
-            except ValueError:
-                raise DataError(f"{path}:{lineno}: score {row[2]!r} is not a number") from None
-            yield lineno, row[0], row[1], score
+    for lineno, line in text_lines(path):
+        row = next(csv.reader([line], delimiter="\t"), [])
+        if not row or (lineno == 1 and row[0] == "query-id"):
+            continue
+        if len(row) != 3:
+            raise DataError(f"{path}:{lineno}: expected 3 tab-separated fields, got {len(row)}")
+        try:
+            score = int(float(row[2]))
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: score {row[2]!r} is not a number") from None
+        yield lineno, row[0], row[1], score
 
 
 def dataset_summary(name: str) -> dict:

@@ -1,15 +1,15 @@
-"""A FAISS vector index with string ids, stored documents and atomic, model-tagged snapshots.
+"""A FAISS vector index with string ids and stored documents, kept in a folder on disk.
 
-On disk an index is a folder holding snapshot sub-folders and a `CURRENT` file naming the
-live one. `save` writes a new snapshot and then swaps `CURRENT` with one `os.replace`, so
-a reader (or a crash) only ever sees the old or the new index, never a half-written one.
+On disk the folder's SQLite database (`store.py`) holds the documents, vectors and the model's
+identity, and is the only source of truth; `faiss.index` is derived from it, saved with the
+number of the last write it reflects, and rebuilt whenever it is missing, stale or damaged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,9 +17,11 @@ import faiss
 import numpy as np
 
 from . import assets
+from .store import (DATABASE, DERIVED, FolderLock, IndexStore, Row, StoreDamagedError, StoreError, fsync_dir,
+                    open_folder)
 
-FORMAT_VERSION = 1
 KINDS = ("flat", "hnsw")
+SNAPSHOT, SIDECAR = DERIVED  # the FAISS structure and its record: which write it reflects, its digest
 
 
 class IndexMismatchError(ValueError):
@@ -29,14 +31,6 @@ class IndexMismatchError(ValueError):
 def fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class VectorIndex:
@@ -125,10 +119,11 @@ class VectorIndex:
             self.fingerprint = fingerprint  # a trusted old index learns its fingerprint; the next save keeps it
 
     def add(self, ids: Sequence[str], vectors: np.ndarray, documents: Sequence[dict] | None = None,
-            replace: bool = False) -> None:
+            replace: bool = False, labels: Sequence[int] | None = None) -> None:
         """Add vectors (n, dim) under string ids; with `replace`, existing ids are overwritten.
 
         `documents` (optional, one dict per id, e.g. title and text) are stored for display.
+        `labels` (optional) are the FAISS ids to use, as a store hands them out; they must be new.
         """
         x = self._check_vectors(vectors)
         ids = [str(i) for i in ids]
@@ -143,9 +138,14 @@ class VectorIndex:
         if present and not replace:
             raise ValueError(f"id {present[0]!r} is already in the index ({len(present)} in all); "
                              "use replace=True to overwrite")
+        if labels is None:
+            labels = np.arange(self._next_label, self._next_label + len(ids), dtype=np.int64)
+        else:
+            labels = np.asarray(labels, dtype=np.int64)
+            if len(labels) != len(ids) or any(int(n) in self._ids or int(n) in self._deleted for n in labels):
+                raise ValueError("labels must be new, one per id")
         self.remove(present)
-        labels = np.arange(self._next_label, self._next_label + len(ids), dtype=np.int64)
-        self._next_label += len(ids)
+        self._next_label = max(self._next_label, int(labels.max()) + 1 if len(labels) else 0)
         self._index.add_with_ids(x, labels)
         for label, doc_id, k in zip(labels.tolist(), ids, range(len(ids))):
             self._ids[label] = doc_id
@@ -213,68 +213,135 @@ class VectorIndex:
         return out
 
     # ------------------------------------------------------------------ persistence
+    def rows(self) -> list[Row]:
+        """Every live entry as a store row: label, id, stored fields, vector."""
+        labels = sorted(self._ids)
+        vectors = self._index.reconstruct_batch(np.asarray(labels, dtype=np.int64)) if labels else []
+        return [Row(label, self._ids[label], self.documents.get(self._ids[label], {}), vectors[n])
+                for n, label in enumerate(labels)]
+
+    def meta(self) -> dict:
+        return {"model": self.model, "fingerprint": self.fingerprint, "dim": self.dim, "kind": self.kind,
+                "hnsw": self.hnsw}
+
     def save(self, path: str | os.PathLike) -> Path:
-        """Write a new snapshot under `path` and switch to it atomically; returns `path`."""
+        """Write the index to folder `path` (created if needed) and return it.
+
+        The documents and vectors go into the folder's SQLite database in one transaction
+        (`store.py`), replacing what it held: a crash leaves the old index or the new one. The
+        FAISS structure is saved beside it as derived state, rebuilt whenever it is missing.
+        """
         root = Path(path)
-        root.mkdir(parents=True, exist_ok=True)
-        current = root / "CURRENT"
-        previous = current.read_text().strip() if current.is_file() else None
-        number = int(previous.split("-")[1]) + 1 if previous else 1
-        snap = root / f"snapshot-{number:06d}"
-        if snap.exists():
-            shutil.rmtree(snap)
-        snap.mkdir()
-        faiss.write_index(self._index, str(snap / "index.faiss"))
-        meta = {"format": FORMAT_VERSION, "model": self.model, "fingerprint": self.fingerprint,
-                "dim": self.dim, "kind": self.kind,
-                "metric": "inner_product", "count": len(self), "hnsw": self.hnsw,
-                "next_label": self._next_label, "deleted": sorted(self._deleted),
-                "labels": [[label, self._ids[label]] for label in sorted(self._ids)]}
-        (snap / "meta.json").write_text(json.dumps(meta) + "\n")
-        with open(snap / "documents.jsonl", "w", encoding="utf-8") as f:
-            for doc_id in self.ids:
-                if doc_id in self.documents:
-                    f.write(json.dumps({"_id": doc_id, **self.documents[doc_id]}, ensure_ascii=False) + "\n")
-        for name in ("index.faiss", "meta.json", "documents.jsonl"):
-            fsync_file(snap / name)
-        fsync_dir(snap)
-        tmp = root / "CURRENT.tmp"
-        tmp.write_text(snap.name + "\n")
-        fsync_file(tmp)
-        os.replace(tmp, current)
-        fsync_dir(root)
-        for old in root.glob("snapshot-*"):
-            if old.name != snap.name:
-                shutil.rmtree(old, ignore_errors=True)
+        store = open_folder(root)
+        lock = FolderLock(root)
+        try:
+            store.replace_all(self.meta(), self.rows())
+            self.write_snapshot(root, store.meta()["seq"])
+        finally:
+            lock.release()
+            store.close()
         return root
+
+    def write_snapshot(self, root: Path, seq: int) -> None:
+        """Save the FAISS structure as of the store's write `seq` (`faiss.index` + `faiss.json`).
+
+        Derived state: its loss costs a rebuild at the next open, never data, so a caller may
+        treat a failure here as a warning. Each file is written beside its name and renamed.
+        """
+        tmp = root / (SNAPSHOT + ".tmp")
+        try:
+            faiss.write_index(self._index, str(tmp))
+            fsync_file(tmp)
+            digest = file_digest(tmp)
+            os.replace(tmp, root / SNAPSHOT)
+            sidecar = {"seq": seq, "count": len(self), "digest": digest, "kind": self.kind}
+            tmp.write_text(json.dumps(sidecar) + "\n")
+            fsync_file(tmp)
+            os.replace(tmp, root / SIDECAR)
+            fsync_dir(root)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @classmethod
+    def from_store(cls, store: IndexStore, root: Path) -> tuple["VectorIndex", str | None]:
+        """Build the in-memory index from a store's rows, reusing the FAISS snapshot when it is
+        current. Returns the index and why the snapshot was not used (None when it was)."""
+        meta = store.meta()
+        h = meta["hnsw"]
+        index = cls(meta["dim"], meta["model"], meta["kind"], h["m"], h["ef_construction"], h["ef_search"],
+                    fingerprint=meta.get("fingerprint"))
+        store.verify()
+        rows = list(store.rows(verify=False))
+        for row in rows:
+            index._ids[row.label] = row.id
+            index._labels[row.id] = row.label
+            index.documents[row.id] = row.fields
+        index._next_label = max(store.next_label(), max(index._ids, default=-1) + 1)
+        reason = index._read_snapshot(root, meta["seq"])
+        if reason is not None:
+            index._index = index._new_faiss()
+            if rows:
+                index._index.add_with_ids(np.stack([r.vector for r in rows]),
+                                          np.asarray([r.label for r in rows], dtype=np.int64))
+        return index, reason
+
+    def _read_snapshot(self, root: Path, seq: int) -> str | None:
+        """Load `faiss.index` if it reflects write `seq` and holds every live label; else say why not."""
+        try:
+            sidecar = json.loads((root / SIDECAR).read_text())
+            if isinstance(sidecar.get("seq"), int) and sidecar["seq"] > seq:
+                raise StoreDamagedError(
+                    f"{root / DATABASE} holds writes up to {seq}, but {root / SIDECAR} reflects write "
+                    f"{sidecar['seq']}: acknowledged writes are missing from the database (was it replaced by an "
+                    "older copy, or its -wal file lost?); restore it, or run `searchr3 index repair` to accept the loss")
+            if sidecar.get("seq") != seq or sidecar.get("count") != len(self) or sidecar.get("kind") != self.kind:
+                return f"snapshot is stale (write {sidecar.get('seq')}, store at write {seq})"
+            if file_digest(root / SNAPSHOT) != sidecar.get("digest"):
+                return "snapshot file does not match its digest"
+            loaded = faiss.read_index(str(root / SNAPSHOT))
+        except StoreDamagedError:
+            raise
+        except FileNotFoundError:
+            return "no snapshot"
+        except (OSError, ValueError, RuntimeError) as e:
+            return f"snapshot unreadable ({type(e).__name__}: {e})"
+        held = set(faiss.vector_to_array(loaded.id_map).tolist()) if hasattr(loaded, "id_map") else set()
+        live = set(self._ids)
+        if loaded.d != self.dim or not live <= held or (self.kind == "flat" and held != live):
+            return "snapshot does not hold the stored documents"
+        self._index = loaded
+        if self.kind == "hnsw":
+            faiss.downcast_index(loaded.index).hnsw.efSearch = self.hnsw["ef_search"]
+        self._deleted = held - live
+        return None
 
     @classmethod
     def load(cls, path: str | os.PathLike, model: str | None = None,
              fingerprint: str | None = None) -> "VectorIndex":
-        """Read the live snapshot of an index folder; with `model`, refuse an index built by another."""
+        """Read an index folder (read-only; a folder in the old format is migrated first).
+
+        With `model`, refuse an index built by another model (`check_model`).
+        """
         root = Path(path)
-        current = root / "CURRENT"
-        if not current.is_file():
-            raise FileNotFoundError(f"{root} is not a searchr3 index (no CURRENT file)")
-        snap = root / current.read_text().strip()
-        meta = json.loads((snap / "meta.json").read_text())
-        if meta.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{snap}: index format {meta.get('format')} is not supported (need {FORMAT_VERSION})")
-        h = meta["hnsw"]
-        index = cls(meta["dim"], meta["model"], meta["kind"], h["m"], h["ef_construction"], h["ef_search"],
-                    fingerprint=meta.get("fingerprint"))
-        index._index = faiss.read_index(str(snap / "index.faiss"))
-        if index.kind == "hnsw":
-            faiss.downcast_index(index._index.index).hnsw.efSearch = h["ef_search"]
-        index._next_label = meta["next_label"]
-        index._deleted = set(meta["deleted"])
-        for label, doc_id in meta["labels"]:
-            index._ids[label] = doc_id
-            index._labels[doc_id] = label
-        with open(snap / "documents.jsonl", encoding="utf-8") as f:
-            for line in f:
-                rec = json.loads(line)
-                index.documents[rec.pop("_id")] = rec
+        if not (root / DATABASE).is_file() and root.is_dir():
+            open_folder(root).close()  # migrates a format-1 folder, or says what the folder is not
+        # Read-only only where the folder is: a read-write connection that writes nothing leaves no
+        # WAL files behind, and never blocks a server writing the same folder.
+        store = open_folder(root, readonly=not os.access(root, os.W_OK))
+        try:
+            if store.meta() is None:
+                raise StoreError(f"{root}: an index folder that was never written")
+            index, _ = cls.from_store(store, root)
+        finally:
+            store.close()
         if model is not None:
             index.check_model(model, fingerprint=fingerprint)
         return index
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

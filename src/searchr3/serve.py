@@ -3,7 +3,9 @@
 One model and one index serve every client. Requests run in FastAPI's thread pool and take a
 single lock around the model and the index, so concurrent clients are serialised: no request
 sees a half-applied write, and every answer equals what a lone client would get. Writes go
-through `JournaledIndex`, so an acknowledged upsert or delete survives `kill -9`.
+through `DurableIndex`: an acknowledged upsert or delete is a committed SQLite transaction, so it
+survives `kill -9`, and a write that could not commit is answered with an error (507 when the
+disk is full) and never applied.
 
 Errors always come back as JSON in OpenAI's shape, `{"error": {"message", "type", "param",
 "code"}}`: 401 for a missing or wrong API key, 404 for an unknown model or document, 413 when a
@@ -17,9 +19,12 @@ With an API key configured, every route but the public ones needs `Authorization
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at
 # run time, and the request bodies are classes built per config inside `create_app`.
 import base64
+import logging
 import sys
 import threading
 import time
+import uuid
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from pathlib import Path
@@ -34,21 +39,25 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ._version import __version__
 from .hybrid import HybridConfig
 from .index import KINDS
-from .journal import JournaledIndex
+from .durable import DurableIndex
 from .lexical import BM25Index
 from .modeling import SearchR3
+from .store import StoreError, StoreFullError
 from .prompts import document_text
 from .api_schemas import (DeleteResponse, DocumentOut, DocumentsResponse, EmbeddingData, EmbeddingResponse,
                           ErrorResponse, HealthResponse, ModelCard, ModelList, SearchHit, SearchResponse, Usage,
                           error_response)
 from .auth import BearerAuth, document_auth, exposure_warning
+from .guards import BodyLimit, HostGuard, allowed_hosts
 from .search import lexical_index, search as search_index
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,10 +68,16 @@ class ServeConfig:
     max_chars: int = field(default=20_000, metadata={"ge": 1})  # characters per text (longer: rejected, not cut)
     max_k: int = field(default=100, metadata={"ge": 1})  # hits per search
     index_kind: str = field(default="flat", metadata={"choices": KINDS})  # a new index: flat (exact) or hnsw
-    compact_every: int = field(default=1000, metadata={"ge": 1})  # journal entries between index snapshots
+    snapshot_every: int = field(default=1000, metadata={"ge": 1})  # writes between FAISS snapshots (derived state)
     # Clients must send `Authorization: Bearer <api_key>`; None: no check. Prefer
     # `--api-key` or $SEARCHR3_API_KEY to writing the key into a config file.
     api_key: str | None = None
+    # Host header names accepted (guards.py); None: the loopback names and the address bound to; ["*"]: any.
+    allowed_hosts: list[str] | None = None
+    max_body_bytes: int = field(default=16 * 2**20, metadata={"ge": 1024})  # larger bodies: 413 before parsing
+    # A text longer than the model keeps (its max_length tokens): "report" embeds the kept part and
+    # says so per item in the response; "refuse" answers 413 and embeds nothing.
+    overlong: str = field(default="report", metadata={"choices": ("report", "refuse")})
 
 
 class ServiceError(Exception):
@@ -75,15 +90,28 @@ class ServiceError(Exception):
 
 
 # ---------------------------------------------------------------------------- schemas
+def _encodable(text: str) -> str:
+    """JSON can spell a lone surrogate (\\ud800), which no UTF-8 store or tokenizer takes: refuse it (422)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"text holds a lone surrogate at character {e.start}, which is not valid Unicode") from None
+    return text
+
+
 def request_models(config: ServeConfig, dim: int) -> SimpleNamespace:
     """Request bodies with the configured limits in their schema, so clients (and schema-driven
     test tools) see them. Breaking a size limit is answered 413, any other violation 422."""
-    Text = Annotated[str, Field(min_length=1, max_length=config.max_chars)]
+    Text = Annotated[str, Field(min_length=1, max_length=config.max_chars), AfterValidator(_encodable)]
     # Any characters, but no "." or ".." path segment: HTTP clients collapse those in
     # /v1/documents/{id}, so such a document could be written but never read or deleted.
-    Id = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^(?!(?:.*/)?\.\.?(?:/|$)).+$")]
+    Id = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^(?!(?:.*/)?\.\.?(?:/|$)).+$"),
+                   AfterValidator(_encodable)]
 
-    class EmbeddingRequest(BaseModel):
+    class Strict(BaseModel):  # unknown fields and loose types ("3" or true for an integer) are errors
+        model_config = ConfigDict(extra="forbid", strict=True)
+
+    class EmbeddingRequest(Strict):
         input: Text | Annotated[list[Text], Field(min_length=1, max_length=config.max_batch)] = Field(
             description="one text or a list of texts")
         model: str | None = Field(None, description="the served model's name (optional; another name is a 404)")
@@ -97,21 +125,21 @@ def request_models(config: ServeConfig, dim: int) -> SimpleNamespace:
             None, description="the model's dimension (vectors are never shortened)")
         user: str | None = None
 
-    class SearchRequest(BaseModel):
+    class SearchRequest(Strict):
         query: Text
         k: int = Field(min(10, config.max_k), ge=1, le=config.max_k, description="hits to return")
         reasoning: bool = Field(False, description="reason about the query before embedding it")
         hybrid: bool = Field(False, description="fuse the dense ranking with BM25 over the stored documents "
                              "(how: the service's `hybrid:` config); scores are then fused scores")
 
-    class DocumentIn(BaseModel):
-        model_config = ConfigDict(regex_engine="python-re")  # the id pattern needs a look-ahead
+    class DocumentIn(Strict):
+        model_config = ConfigDict(extra="forbid", strict=True, regex_engine="python-re")  # the id pattern: look-ahead
 
         id: Id = Field(alias="_id")
-        title: Annotated[str, Field(max_length=config.max_chars)] = ""
+        title: Annotated[str, Field(max_length=config.max_chars), AfterValidator(_encodable)] = ""
         text: Text
 
-    class DocumentsRequest(BaseModel):
+    class DocumentsRequest(Strict):
         documents: Annotated[list[DocumentIn], Field(min_length=1, max_length=config.max_batch)]
 
     return SimpleNamespace(embedding=EmbeddingRequest, search=SearchRequest, documents=DocumentsRequest)
@@ -121,12 +149,27 @@ def _errors(*codes: int) -> dict:
     return {code: {"model": ErrorResponse} for code in codes}
 
 
+@contextmanager
+def store_errors():
+    """A write the store refused was not applied: say so (507 for a full disk), never 500."""
+    try:
+        yield
+    except StoreFullError as e:
+        log.error("write refused: %s", e)
+        raise ServiceError(507, "the index's disk is full: the write was not applied; reads still work, and "
+                           "writes work again once space is freed", "server_error", code="insufficient_storage") from e
+    except StoreError as e:
+        log.error("write refused: %s", e)
+        raise ServiceError(503, "the index could not be written: the write was not applied", "server_error",
+                           code="storage_error") from e
+
+
 # ---------------------------------------------------------------------------- service
 class Service:
     """The model, the live index and the lock that serialises every use of them.
 
     Hybrid search's BM25 side is built from the documents the index stores, so it recovers
-    from a crash with them (the journal replays the documents, not only the vectors). bm25s
+    from a crash with them (the database holds the documents, not only the vectors). bm25s
     indexes cannot change, so a write drops the BM25 index and the next hybrid search rebuilds
     it from the stored documents, under the same lock: a search never sees BM25 out of step with
     the vectors, and writes cost nothing extra when nobody asks for hybrid. A rebuild takes
@@ -140,9 +183,10 @@ class Service:
         self.model, self.config = model, config or ServeConfig()
         self.hybrid = hybrid or HybridConfig()
         self.lock = threading.Lock()
-        self.store = JournaledIndex.open(index_dir, model.name, model.dim, self.config.index_kind,
-                                         self.config.compact_every, fingerprint=model.weights_fingerprint)
+        self.store = DurableIndex.open(index_dir, model.name, model.dim, self.config.index_kind,
+                                       self.config.snapshot_every, fingerprint=model.weights_fingerprint)
         self._lexical: BM25Index | None = None  # BM25 over the stored documents; None: rebuild at next use
+        self.closed = False
         self.started = time.time()
 
     def lexical(self) -> BM25Index:
@@ -157,6 +201,18 @@ class Service:
             raise ServiceError(404, f"model {name!r} is not served here; this service runs {self.model.name!r}",
                                param="model", code="model_not_found")
 
+    def cut_texts(self, texts: list[str], kind: str, param: str) -> list[bool]:
+        """Which texts are longer than the model keeps; with `overlong: refuse`, a 413 naming the first."""
+        build = self.model.prompts.document if kind == "document" else self.model.prompts.query
+        cut = [build(text).truncated for text in texts]
+        if any(cut) and self.config.overlong == "refuse":
+            limit = self.model.prompts.max_length if kind == "document" else self.model.prompts.query_max_length
+            where = f"{param}.{cut.index(True)}" if len(texts) > 1 else param
+            raise ServiceError(413, f"{where}: longer than the {limit} tokens the model reads; shorten it or split "
+                               "it (the service is configured to refuse rather than cut: serve.overlong)",
+                               param=where, code="input_too_long_for_model")
+        return cut
+
     def token_count(self, texts: list[str]) -> int:
         return sum(len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=False)["input_ids"])
 
@@ -166,6 +222,7 @@ class Service:
         texts = [req.input] if isinstance(req.input, str) else list(req.input)
         traces = None
         with self.lock:
+            cut = self.cut_texts(texts, req.input_type, "input")
             if req.input_type == "document":
                 vectors = self.model.embed_documents(texts, show_progress=False)
             elif req.reasoning:
@@ -178,30 +235,36 @@ class Service:
         for i, vector in enumerate(vectors):
             embedding = (base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
                          if req.encoding_format == "base64" else vector.tolist())
-            data.append(EmbeddingData(index=i, embedding=embedding, trace=traces[i].trace if traces else None,
+            data.append(EmbeddingData(index=i, embedding=embedding, truncated=cut[i],
+                                      trace=traces[i].trace if traces else None,
                                       forced=traces[i].forced if traces else None))
         return EmbeddingResponse(data=data, model=self.model.name, usage=Usage(prompt_tokens=tokens,
                                                                                 total_tokens=tokens))
 
     def search(self, req) -> SearchResponse:
         with self.lock:
+            cut = self.cut_texts([req.query], "query", "query")[0]
             result = search_index(self.model, self.store.index, [req.query], k=req.k, reasoning=req.reasoning,
                                   hybrid=req.hybrid, hybrid_config=self.hybrid,
                                   lexical=self.lexical() if req.hybrid else None)[0]
         hits = [SearchHit(id=h.id, score=h.score, title=h.title, text=h.text) for h in result.hits]
-        return SearchResponse(query=req.query, model=self.model.name, hits=hits, trace=result.trace,
+        return SearchResponse(query=req.query, model=self.model.name, hits=hits, truncated=cut, trace=result.trace,
                               forced=result.forced)
 
     def upsert(self, req) -> DocumentsResponse:
         # An id given twice in one request: the later document wins, as if sent one after another.
         docs = list({d.id: d for d in req.documents}.values())
         ids = [d.id for d in docs]
+        texts = [document_text(d.title, d.text) for d in docs]
         with self.lock:
-            vectors = self.model.embed_documents([document_text(d.title, d.text) for d in docs], show_progress=False)
+            cut = self.cut_texts(texts, "document", "documents")
+            vectors = self.model.embed_documents(texts, show_progress=False)
             self._lexical = None  # before the write: even a failed one may have changed the index
-            self.store.upsert(ids, vectors, [{"title": d.title, "text": d.text} for d in docs])
+            with store_errors():
+                self.store.upsert(ids, vectors, [{"title": d.title, "text": d.text} for d in docs])
             count = len(self.store)
-        return DocumentsResponse(upserted=len(ids), ids=ids, count=count)
+        return DocumentsResponse(upserted=len(ids), ids=ids, count=count,
+                                 truncated=[i for i, c in zip(ids, cut) if c])
 
     def get(self, doc_id: str) -> DocumentOut:
         with self.lock:
@@ -213,7 +276,9 @@ class Service:
     def delete(self, doc_id: str) -> DeleteResponse:
         with self.lock:
             self._lexical = None
-            if not self.store.delete([doc_id]):
+            with store_errors():
+                deleted = self.store.delete([doc_id])
+            if not deleted:
                 raise ServiceError(404, f"no document with _id {doc_id!r}", param="id", code="document_not_found")
             count = len(self.store)
         return DeleteResponse(deleted=doc_id, count=count)
@@ -223,8 +288,11 @@ class Service:
                               uptime_seconds=round(time.time() - self.started, 3))
 
     def close(self) -> None:
+        """Snapshot and release the index (once; later calls do nothing)."""
         with self.lock:
-            self.store.close()
+            if not self.closed:
+                self.closed = True
+                self.store.close()
 
 
 # ---------------------------------------------------------------------------- the search page
@@ -254,14 +322,28 @@ def _describe(errors: list) -> tuple[str, str | None]:
     return (f"{where}: {message}{more}" if where else f"{message}{more}"), (where or None)
 
 
-def create_app(service: Service) -> FastAPI:
-    """Build the FastAPI app around a `Service` (tests use it in-process; `serve` runs it)."""
-    app = FastAPI(title="searchr3", version=__version__,
+def create_app(service: Service, host: str | None = None) -> FastAPI:
+    """Build the FastAPI app around a `Service` (tests use it in-process; `serve` runs it).
+
+    `host` is the address the server binds; with no `allowed_hosts` configured, it and the loopback
+    names are the Host headers accepted.
+    """
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        # Shutdown, for SIGINT and SIGTERM alike: uvicorn re-raises the signal once it has
+        # stopped serving, and a re-raised SIGTERM ends the process before any `finally` runs.
+        service.close()
+
+    app = FastAPI(title="searchr3", version=__version__, lifespan=lifespan,
                   description="Reasoning embeddings: OpenAI-compatible embeddings, search, document upserts.")
     app.state.service = service
+    # The last added runs first: Host header, then the API key, then the body's size.
+    app.add_middleware(BodyLimit, max_bytes=service.config.max_body_bytes)
     if service.config.api_key:
         app.add_middleware(BearerAuth, key=service.config.api_key)
         document_auth(app)
+    app.add_middleware(HostGuard, hosts=allowed_hosts(service.config.allowed_hosts, host))
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError):
@@ -284,7 +366,11 @@ def create_app(service: Service) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, exc: Exception):  # a bug must not take the service down
-        return error_response(500, f"internal error: {type(exc).__name__}: {exc}", "server_error")
+        # The details (paths, internals) go to the log under an id the client can quote, not to the client.
+        request_id = uuid.uuid4().hex[:16]
+        log.error("request %s (%s %s) failed", request_id, request.method, request.url.path, exc_info=exc)
+        return error_response(500, f"internal error (request id {request_id}); the server log has the details",
+                              "server_error", code="internal_error", headers={"X-Request-Id": request_id})
 
     bodies = request_models(service.config, service.model.dim)
     EmbeddingRequest, SearchRequest, DocumentsRequest = bodies.embedding, bodies.search, bodies.documents
@@ -301,7 +387,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.post("/v1/documents", response_model=DocumentsResponse, responses=_errors(413, 422))
     def upsert(req: DocumentsRequest) -> DocumentsResponse:
-        """Add or replace documents; durable (journaled and fsynced) when the response arrives."""
+        """Add or replace documents; committed to the index database when the response arrives."""
         return service.upsert(req)
 
     @app.get("/v1/documents/{doc_id:path}", response_model=DocumentOut, responses=_errors(404, 422),
@@ -341,6 +427,6 @@ def run(service: Service, host: str = "127.0.0.1", port: int = 8000, log_level: 
     if warning:
         print(warning, file=sys.stderr, flush=True)
     try:
-        uvicorn.run(create_app(service), host=host, port=port, log_level=log_level, workers=1)
+        uvicorn.run(create_app(service, host), host=host, port=port, log_level=log_level, workers=1)
     finally:
-        service.close()
+        service.close()  # already closed by the app's shutdown, unless uvicorn failed to start

@@ -39,6 +39,8 @@ class ServiceProcess:
         index: the index folder (created if missing).
         port: default: a free one.
         max_length: tokens of text per input; default: the model's setting.
+        config: a serve config file (`serve:` and `hybrid:` sections).
+        wait: wait until the server answers; False returns at once (a test of a start that should fail).
         env: the child's environment; default: this process's.
         timeout: seconds to wait for the first healthy answer (loading a model takes a while).
         log_level: the server's log level.
@@ -46,7 +48,8 @@ class ServiceProcess:
 
     def __init__(self, model: str | os.PathLike, index: str | os.PathLike, *, port: int | None = None,
                  host: str = "127.0.0.1", max_length: int | None = None, env: dict[str, str] | None = None,
-                 timeout: float = 300.0, log_level: str = "warning", dtype: str | None = None):
+                 timeout: float = 300.0, log_level: str = "warning", dtype: str | None = None,
+                 config: str | os.PathLike | None = None, wait: bool = True):
         self.port = port or free_port(host)
         self.url = f"http://{host}:{self.port}"
         self.command = [sys.executable, "-m", "searchr3.cli", "serve", "--model", str(model), "--index",
@@ -55,9 +58,12 @@ class ServiceProcess:
             self.command += ["--max-length", str(max_length)]
         if dtype is not None:
             self.command += ["--dtype", dtype]
+        if config is not None:
+            self.command += ["--config", str(config)]
         self._log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty server cannot block on it
         self.process = subprocess.Popen(self.command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        self._wait_healthy(timeout)
+        if wait:
+            self._wait_healthy(timeout)
 
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -84,10 +90,10 @@ class ServiceProcess:
         self._log.seek(0)
         return self._log.read().decode(errors="replace")
 
-    def stop(self, timeout: float = 30.0) -> int:
-        """A clean shutdown (SIGTERM); the exit status."""
+    def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> int:
+        """A clean shutdown (SIGTERM, or `sig`: SIGINT is Ctrl-C); the exit status."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(sig)
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

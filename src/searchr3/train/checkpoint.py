@@ -7,6 +7,7 @@ A trainer adds its own files (Stage 2: the environment's vectors) through `extra
 
 from __future__ import annotations
 
+import pickle
 import random
 import shutil
 import tempfile
@@ -27,8 +28,10 @@ def save(output: Path, step: int, model, optimizer: torch.optim.Optimizer, confi
     target = folder / f"step-{step:06d}"
     tmp = Path(tempfile.mkdtemp(prefix=".ckpt-", dir=folder))
     model.save_pretrained(tmp / "model")
+    numpy_rng = np.random.get_state(legacy=False)  # a dict; its key array goes in as a tensor
+    numpy_rng["state"]["key"] = torch.from_numpy(numpy_rng["state"]["key"].astype(np.int64))
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                "python_rng": random.getstate(), "numpy_rng": np.random.get_state(), "config": config}, tmp / STATE)
+                "python_rng": random.getstate(), "numpy_rng": numpy_rng, "config": config}, tmp / STATE)
     if extra is not None:
         extra(tmp)
     if target.exists():
@@ -48,10 +51,28 @@ def load_latest(output: Path, model, optimizer: torch.optim.Optimizer) -> tuple[
     if not checkpoints:
         return None
     latest = checkpoints[-1]
-    state = torch.load(latest / STATE, weights_only=False)
+    state = read_state(latest / STATE)
     model.load_trainable(latest / "model")
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     random.setstate(state["python_rng"])
-    np.random.set_state(state["numpy_rng"])
+    numpy_rng = state["numpy_rng"]
+    if isinstance(numpy_rng, dict):
+        numpy_rng["state"]["key"] = numpy_rng["state"]["key"].numpy().astype(np.uint32)
+    np.random.set_state(numpy_rng)
     return state["step"], latest
+
+
+def read_state(path: Path) -> dict:
+    """The trainer state, unpickled with `weights_only=True`: a checkpoint file cannot run code.
+
+    Checkpoints written before the NumPy RNG state was stored as a tensor hold a NumPy array; the
+    few NumPy types that needs are allowed by name, never arbitrary objects.
+    """
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError:
+        multiarray = getattr(np, "_core", np.core).multiarray
+        allowed = [multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, weights_only=True)

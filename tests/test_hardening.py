@@ -27,10 +27,11 @@ def make(tiny, tmp_path):
 
 @pytest.mark.parametrize("host,allowed", [
     ("localhost", True), ("localhost:8000", True), ("127.0.0.1:8000", True), ("[::1]:8000", True),
+    ("192.168.1.20:8000", True), ("[fe80::1]", True),  # an IP address: a rebinding page cannot send one
     ("evil.example", False), ("evil.example:8000", False), ("localhost.evil.example", False),
-    ("127.0.0.1.nip.io", False), ("", False),
+    ("127.0.0.1.nip.io", False), ("", False), ("local host", False),
 ])
-def test_only_loopback_host_headers_are_served_by_default(make, host, allowed):
+def test_only_loopback_names_and_addresses_are_served_by_default(make, host, allowed):
     client = make()
     for method, path, body in [("GET", "/health", None), ("POST", "/v1/documents", {"documents": [DOC]}),
                                ("GET", "/", None)]:
@@ -43,11 +44,12 @@ def test_only_loopback_host_headers_are_served_by_default(make, host, allowed):
 
 
 def test_the_bound_address_and_configured_names_are_accepted(make):
-    assert make(host="10.1.2.3").get("/health", headers={"host": "10.1.2.3:8000"}).status_code == 200
-    assert make(host="0.0.0.0").get("/health", headers={"host": "0.0.0.0"}).status_code == 400  # not a name to trust
+    assert make(host="search.lan").get("/health", headers={"host": "search.lan:8000"}).status_code == 200
+    assert make(host="0.0.0.0").get("/health", headers={"host": "other.lan"}).status_code == 400
     named = make(allowed_hosts=["search.internal"])
     assert named.get("/health", headers={"host": "search.internal:8000"}).status_code == 200
     assert named.get("/health", headers={"host": "localhost"}).status_code == 400  # the list replaces the default
+    assert named.get("/health", headers={"host": "127.0.0.1"}).status_code == 200  # addresses stay accepted
     assert make(allowed_hosts=["*"]).get("/health", headers={"host": "anything"}).status_code == 200
 
 

@@ -153,6 +153,7 @@ def test_search_on_an_empty_index_returns_no_hits(client):
     response = client.post("/v1/search", json={"query": "anything"})
     assert response.status_code == 200, response.text
     assert response.json()["hits"] == []
+    assert client.post("/v1/search", json={"query": "x", "k": 3.0}).status_code == 200  # JSON's integer 3.0
 
 
 @pytest.mark.parametrize("path,body,status,param", [
@@ -183,7 +184,7 @@ def test_search_on_an_empty_index_returns_no_hits(client):
     ("/v1/search", {"query": "a", "top_k": 3}, 422, "top_k"),
     ("/v1/search", {"query": "a", "k": "3"}, 422, "k"),
     ("/v1/search", {"query": "a", "k": True}, 422, "k"),
-    ("/v1/search", {"query": "a", "k": 3.0}, 422, "k"),
+    ("/v1/search", {"query": "a", "k": 3.5}, 422, "k"),
     ("/v1/embeddings", {"input": "a", "reasoning": 1}, 422, "reasoning"),
     ("/v1/embeddings", {"input": "a", "extra": None}, 422, "extra"),
     ("/v1/documents", {"documents": [{"_id": "a", "text": "t", "url": "x"}]}, 422, "documents.0.url"),
@@ -204,7 +205,7 @@ def test_bad_input_is_a_clear_4xx(client, path, body, status, param):
 ])
 def test_a_lone_surrogate_is_refused_not_stored(client, body, param):
     error = error_of(client.post("/v1/documents", content=body, headers={"content-type": "application/json"}), 422)
-    assert error["param"] == param and "lone surrogate" in error["message"]
+    assert error["param"] == param and "unicode" in error["message"]
     assert client.get("/health").json()["documents"] == 0
 
 
@@ -305,7 +306,7 @@ def test_generated_tests_are_derandomized():
 def test_openapi_schema_matches_behaviour(service):
     """schemathesis sends requests generated from the schema (valid and not): no 500s, and every
     status code and response body is one the schema documents."""
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(service))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(service, host="testserver"))  # its Host
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 7
     for operation in operations:

@@ -4,13 +4,16 @@ Both are ASGI middlewares, like `auth.BearerAuth`, so routes added later are cov
 
 - **Host allow-list.** A web page on another site can make a browser send requests to
   `http://127.0.0.1:8000` under its own domain name (DNS rebinding); the `Host` header is what
-  gives it away. Only the names the service is reached by are accepted: the loopback names, the
-  address it is bound to, and any configured (`serve.allowed_hosts`).
+  gives it away, since it names the attacker's domain. So a Host header that is an IP address is
+  accepted (such a page cannot send one), and a name only if it is a loopback name, the name the
+  service is bound to, or configured (`serve.allowed_hosts`, which replaces the defaults).
 - **Body size.** The body is read up to the limit and refused with 413 past it, so a huge body
   costs neither the memory nor the time of parsing it as JSON.
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 from .api_schemas import error_response
 
@@ -19,7 +22,8 @@ WILDCARD_BINDS = ("0.0.0.0", "::", "")
 
 
 def allowed_hosts(configured: list[str] | tuple[str, ...] | None, bound: str | None) -> frozenset[str]:
-    """The host names accepted: the configured list (`"*"` accepts any), else loopback plus `bound`."""
+    """The host names accepted besides IP addresses: the configured list (`"*"` accepts any), else
+    the loopback names plus `bound`."""
     if configured:
         return frozenset(h.lower().strip("[]") for h in configured)
     names = set(LOOPBACK_HOSTS)
@@ -36,8 +40,17 @@ def host_name(header: bytes) -> str:
     return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
 
 
+def is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 class HostGuard:
-    """Refuse (400, code `invalid_host`) a request whose Host header names no allowed host."""
+    """Refuse (400, code `invalid_host`) a request whose Host header is neither an IP address nor an
+    allowed name."""
 
     def __init__(self, app, hosts: frozenset[str]):
         self.app, self.hosts = app, hosts
@@ -46,10 +59,11 @@ class HostGuard:
         if scope["type"] != "http" or "*" in self.hosts:
             return await self.app(scope, receive, send)
         header = next((v for k, v in scope["headers"] if k == b"host"), b"")
-        if host_name(header) in self.hosts:
+        name = host_name(header)
+        if name in self.hosts or is_ip(name):
             return await self.app(scope, receive, send)
-        response = error_response(400, f"host {header.decode('latin-1')[:100]!r} is not served here; allowed: "
-                                  f"{', '.join(sorted(self.hosts))} (serve.allowed_hosts)",
+        response = error_response(400, f"host {header.decode('latin-1')[:100]!r} is not served here; allowed: IP "
+                                  f"addresses and {', '.join(sorted(self.hosts))} (serve.allowed_hosts)",
                                   "invalid_request_error", code="invalid_host")
         await response(scope, receive, send)
 

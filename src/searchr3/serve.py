@@ -39,7 +39,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ._version import __version__
@@ -72,7 +72,7 @@ class ServeConfig:
     # Clients must send `Authorization: Bearer <api_key>`; None: no check. Prefer
     # `--api-key` or $SEARCHR3_API_KEY to writing the key into a config file.
     api_key: str | None = None
-    # Host header names accepted (guards.py); None: the loopback names and the address bound to; ["*"]: any.
+    # Host names accepted besides IP addresses (guards.py); None: loopback names and the bound name; ["*"]: any.
     allowed_hosts: list[str] | None = None
     max_body_bytes: int = field(default=16 * 2**20, metadata={"ge": 1024})  # larger bodies: 413 before parsing
     # A text longer than the model keeps (its max_length tokens): "report" embeds the kept part and
@@ -90,23 +90,21 @@ class ServiceError(Exception):
 
 
 # ---------------------------------------------------------------------------- schemas
-def _encodable(text: str) -> str:
-    """JSON can spell a lone surrogate (\\ud800), which no UTF-8 store or tokenizer takes: refuse it (422)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ValueError(f"text holds a lone surrogate at character {e.start}, which is not valid Unicode") from None
-    return text
+def _whole(value):
+    """JSON Schema counts 4.0 as an integer, so it is one; "4", true and 4.5 stay errors (strict)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
 
 
 def request_models(config: ServeConfig, dim: int) -> SimpleNamespace:
     """Request bodies with the configured limits in their schema, so clients (and schema-driven
     test tools) see them. Breaking a size limit is answered 413, any other violation 422."""
-    Text = Annotated[str, Field(min_length=1, max_length=config.max_chars), AfterValidator(_encodable)]
+    Text = Annotated[str, Field(min_length=1, max_length=config.max_chars)]
     # Any characters, but no "." or ".." path segment: HTTP clients collapse those in
     # /v1/documents/{id}, so such a document could be written but never read or deleted.
-    Id = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^(?!(?:.*/)?\.\.?(?:/|$)).+$"),
-                   AfterValidator(_encodable)]
+    Id = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^(?!(?:.*/)?\.\.?(?:/|$)).+$")]
 
     class Strict(BaseModel):  # unknown fields and loose types ("3" or true for an integer) are errors
         model_config = ConfigDict(extra="forbid", strict=True)
@@ -121,13 +119,13 @@ def request_models(config: ServeConfig, dim: int) -> SimpleNamespace:
                                 "never reason (one forward pass), so it is ignored for them")
         encoding_format: Literal["float", "base64"] = Field(
             "float", description="float: lists of numbers; base64: little-endian float32 bytes")
-        dimensions: Annotated[int, Field(ge=dim, le=dim)] | None = Field(
+        dimensions: Annotated[int, Field(ge=dim, le=dim), BeforeValidator(_whole)] | None = Field(
             None, description="the model's dimension (vectors are never shortened)")
         user: str | None = None
 
     class SearchRequest(Strict):
         query: Text
-        k: int = Field(min(10, config.max_k), ge=1, le=config.max_k, description="hits to return")
+        k: WholeNumber = Field(min(10, config.max_k), ge=1, le=config.max_k, description="hits to return")
         reasoning: bool = Field(False, description="reason about the query before embedding it")
         hybrid: bool = Field(False, description="fuse the dense ranking with BM25 over the stored documents "
                              "(how: the service's `hybrid:` config); scores are then fused scores")
@@ -136,7 +134,7 @@ def request_models(config: ServeConfig, dim: int) -> SimpleNamespace:
         model_config = ConfigDict(extra="forbid", strict=True, regex_engine="python-re")  # the id pattern: look-ahead
 
         id: Id = Field(alias="_id")
-        title: Annotated[str, Field(max_length=config.max_chars), AfterValidator(_encodable)] = ""
+        title: Annotated[str, Field(max_length=config.max_chars)] = ""
         text: Text
 
     class DocumentsRequest(Strict):

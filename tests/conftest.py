@@ -53,3 +53,24 @@ def tiny(tiny_folder, tiny_config):
 def real_model():
     return SearchR3.from_pretrained(BASE_MODEL, dtype="fp32", device="cpu",
                                     config=EmbedConfig(batch_size=8, max_length=128, reasoning_tokens=24))
+
+
+def damage_file(path, how: str, rng) -> None:
+    """Damage a file as a disk or an operator might: missing, empty, truncated to half, or one bit
+    flipped at an offset drawn from `rng` (a random.Random)."""
+    data = path.read_bytes()
+    if how == "missing":
+        path.unlink()
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        flipped = bytearray(data)
+        flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
+        path.write_bytes(bytes(flipped))
+
+
+@pytest.fixture
+def damage():
+    return damage_file

@@ -124,20 +124,6 @@ def test_kill_9_at_random_points_loses_no_acknowledged_write(tiny_folder, tmp_pa
 
 
 # ---------------------------------------------------------------------- damaged files at start
-def _damage(path, how: str, rng: random.Random) -> None:
-    data = path.read_bytes()
-    if how == "missing":
-        path.unlink()
-    elif how == "empty":
-        path.write_bytes(b"")
-    elif how == "truncated":
-        path.write_bytes(data[: len(data) // 2])
-    else:  # flipped byte at a seeded offset
-        data = bytearray(data)
-        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
-        path.write_bytes(bytes(data))
-
-
 @pytest.fixture
 def crashed_folder(tiny, tmp_path_factory):
     """An index folder as a crash leaves it (copied while the service holds it open), and its contents."""
@@ -163,13 +149,13 @@ FILES = ["index.db", "faiss.index", "faiss.json", "index.db-wal", "index.db-shm"
 @pytest.mark.parametrize("how", ["missing", "empty", "truncated", "flip-1", "flip-2", "flip-3", "flip-4"])
 @pytest.mark.parametrize("name", FILES)
 def test_a_start_with_a_damaged_file_recovers_everything_or_names_the_damage(tiny, crashed_folder, tmp_path,
-                                                                            name, how):
+                                                                            damage, name, how):
     image, expected = crashed_folder
     folder = tmp_path / "ix"
     shutil.copytree(image, folder)
     path = folder / name
     if path.is_file() and path.stat().st_size:
-        _damage(path, how, random.Random(f"{name}-{how}"))
+        damage(path, how, random.Random(f"{name}-{how}"))
     elif how == "empty":  # a crash image's WAL is empty (emptied before each write is acknowledged)
         path.write_bytes(b"")
     elif how == "missing":

@@ -106,7 +106,7 @@ def test_wrong_types_are_refused(tmp_path, cls, section, how):
     """bool is no number, a float no int, a number no string, a string no list; the message names the type."""
     checked = 0
     for name, hint, _ in _fields(cls, int, float, str, list[str]):
-        kind = typing.get_origin(hint) if typing.get_origin(hint) is list else next(
+        kind = list if list[str] in (hint, *typing.get_args(hint)) else next(
             k for k in (int, float, str) if k in (hint, *typing.get_args(hint)))
         for text in WRONG[kind]:
             message = _refused(tmp_path, how, cls, section, name, text)

@@ -7,8 +7,9 @@ The service acknowledges an upsert only once it is durable; this times that dura
     after   DurableIndex:   one SQLite transaction (WAL, synchronous=FULL), checkpointed
 
 For each: N upserts of one document (576-d vector, ~1 KB text) into a fresh folder, p50/p99
-latency and writes/s; the same with 16 documents per upsert; deletes; and the time to reopen
-the folder after a crash (journal replay vs. FAISS rebuild from the database). Each side runs in
+latency and writes/s; the same with 16 documents per upsert; deletes; the time to reopen the
+folder after a crash (journal replay vs. FAISS rebuild from the database); and single-document
+upserts through `searchr3 serve` with the default model, embedding included. Each side runs in
 its own interpreter, the old code extracted from git, so both are measured on the same disk in
 the same run. Writes benchmarks/results/store_writes.{json,md}.
 
@@ -86,6 +87,37 @@ def worker(side: str, n: int, folder: Path) -> dict:
             "reopen_after_crash_s": round(reopen, 3), "documents": count, "folder_mib": round(size / 2**20, 2)}
 
 
+def http_sides(sources: dict[str, Path], n: int) -> dict:
+    """Single-document upserts through `searchr3 serve` (the default model), one server per side
+    running side by side, requests alternating between them (so both see the same machine state):
+    what a client waits for, embedding included."""
+    from contextlib import ExitStack
+
+    import httpx
+
+    from searchr3.data import read_corpus, resolve_dataset
+    from searchr3.service_process import ServiceProcess
+
+    docs = read_corpus(resolve_dataset("scifact"))[: n + 2]
+    seconds: dict[str, list[float]] = {side: [] for side in sources}
+    with ExitStack() as stack, httpx.Client(timeout=120) as http:
+        servers = {}
+        for side, src in sources.items():
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(dir=ROOT))
+            env = {**os.environ, "PYTHONPATH": str(src), "HF_HUB_OFFLINE": "1"}
+            servers[side] = stack.enter_context(ServiceProcess("searchr3-smollm2-135m-sft", Path(tmp) / "ix",
+                                                               env=env, timeout=600))
+        for i, d in enumerate(docs):
+            order = list(servers) if i % 2 == 0 else list(reversed(servers))
+            for side in order:
+                body = {"documents": [{"_id": d.id, "title": d.title, "text": d.text}]}
+                start = time.perf_counter()
+                http.post(f"{servers[side].url}/v1/documents", json=body).raise_for_status()
+                if i >= 2:  # the first two warm the models up
+                    seconds[side].append(time.perf_counter() - start)
+    return {side: _percentiles(s) for side, s in seconds.items()}
+
+
 def run_side(side: str, src: Path, n: int) -> dict:
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:  # the repository's disk, not a tmpfs
         env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
@@ -97,6 +129,7 @@ def run_side(side: str, src: Path, n: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=500, help="single-document upserts per side")
+    parser.add_argument("--http-n", type=int, default=30, help="upserts through the HTTP service per side (0: skip)")
     parser.add_argument("--before", help="git revision with the journal (default: the parent of the commit "
                         "that removed src/searchr3/journal.py)")
     parser.add_argument("--worker", choices=["before", "after"], help=argparse.SUPPRESS)
@@ -113,11 +146,13 @@ def main() -> None:
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")
         results = {"before": run_side("before", Path(tmp) / "src", args.n)}
-    results["after"] = run_side("after", ROOT / "src", args.n)
+        results["after"] = run_side("after", ROOT / "src", args.n)
+        http = http_sides({"before": Path(tmp) / "src", "after": ROOT / "src"}, args.http_n) if args.http_n else {}
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     record = {"machine": {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()},
-              "before_revision": git("rev-parse", "--short", before), "n": args.n, **results}
+              "before_revision": git("rev-parse", "--short", before), "n": args.n, **results,
+              "http_upsert": {"n": args.http_n, **http}}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "store_writes.json").write_text(json.dumps(record, indent=2) + "\n")
     rows = [("upsert, 1 document", "upsert_1"), ("upsert, 16 documents (per document)", "upsert_16_per_doc"),
@@ -136,6 +171,15 @@ def main() -> None:
                   f"{results['before']['reopen_after_crash_s']} s (journal replay), after "
                   f"{results['after']['reopen_after_crash_s']} s (verify digests, rebuild FAISS). Folder size: "
                   f"before {results['before']['folder_mib']} MiB, after {results['after']['folder_mib']} MiB."]
+    if http:
+        b, a = http["before"], http["after"]
+        lines += ["", f"Through the service (`searchr3 serve`, default model; both servers up side by side, "
+                      f"{args.http_n} single-abstract upserts to each, alternating, after two warm-up ones; "
+                      "embedding included):", "",
+                  "| | p50 ms | p99 ms | upserts/s |", "|---|---:|---:|---:|",
+                  f"| before | {b['p50_ms']} | {b['p99_ms']} | {b['per_s']} |",
+                  f"| after | {a['p50_ms']} | {a['p99_ms']} | {a['per_s']} |",
+                  f"| after / before (p50) | {a['p50_ms'] / b['p50_ms']:.2f}x | | |"]
     (RESULTS / "store_writes.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -26,3 +26,10 @@ def require(extra: str, module: str) -> ModuleType:
             raise
         raise MissingExtra(f"{module} is not installed; this feature needs the {extra!r} extra: "
                            f"pip install 'searchr3[{extra}]'", name=e.name) from None
+
+
+def pyplot(extra: str) -> ModuleType:
+    """matplotlib.pyplot drawing to files only (the Agg backend: no display needed), or MissingExtra."""
+    matplotlib = require(extra, "matplotlib")
+    matplotlib.use("Agg")
+    return importlib.import_module("matplotlib.pyplot")

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import metrics as M
-from ._extras import require
+from ._extras import pyplot, require
 from ._version import __version__
 from .baselines import BM25Retriever, DenseRetriever, HybridRetriever, Retrieval, SearchR3Retriever, minilm_path
 from .data import Dataset, load_dataset
@@ -197,10 +197,7 @@ def write_report(paths: Sequence[str | Path], output: str | Path) -> tuple[Path,
 
 def plot_ndcg(records: Sequence[dict], path: Path) -> None:
     """Grouped bar chart of nDCG@10: one group per dataset, one bar per model and mode."""
-    matplotlib = require("report", "matplotlib")
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("report")
 
     datasets = list(dict.fromkeys(data_label(r) for r in records))
     series: dict[str, dict[str, float]] = {}

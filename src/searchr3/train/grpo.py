@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .. import assets, losses
+from .._extras import pyplot
 from ..config import load_section
 from ..data import Dataset, load_dataset
 from ..decoding import bar_ending
@@ -356,12 +357,7 @@ class GRPOTrainer(Trainer):
 
 def plot_rewards(metrics: Path, path: Path) -> None:
     """Reward (mean ± std over rollouts), KL and dev nDCG@10 against step, as a PNG."""
-    from .._extras import require
-
-    matplotlib = require("train", "matplotlib")
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("train")
 
     every = read_metrics(metrics)
     records = [r for r in every if "reward_mean" in r]

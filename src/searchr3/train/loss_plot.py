@@ -6,17 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .._extras import pyplot
 from .loop import read_metrics
 
 
 def plot_losses(metrics: Path, path: Path) -> None:
     """Loss terms (and dev nDCG@10) against step, as a PNG."""
-    from .._extras import require
-
-    matplotlib = require("train", "matplotlib")
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("train")
 
     every = read_metrics(metrics)
     records = [r for r in every if "total" in r]

@@ -17,6 +17,7 @@ import faiss
 import numpy as np
 
 from . import assets
+from .legacy import is_legacy
 from .store import (DATABASE, DERIVED, FolderLock, IndexStore, Row, StoreDamagedError, StoreError, fsync_dir,
                     open_folder)
 
@@ -270,8 +271,8 @@ class VectorIndex:
         h = meta["hnsw"]
         index = cls(meta["dim"], meta["model"], meta["kind"], h["m"], h["ef_construction"], h["ef_search"],
                     fingerprint=meta.get("fingerprint"))
-        store.verify()
-        rows = list(store.rows(verify=False))
+        store.check_structure()
+        rows = list(store.rows())  # each row's digest is checked as it is read
         for row in rows:
             index._ids[row.label] = row.id
             index._labels[row.id] = row.label
@@ -323,8 +324,11 @@ class VectorIndex:
         With `model`, refuse an index built by another model (`check_model`).
         """
         root = Path(path)
-        if not (root / DATABASE).is_file() and root.is_dir():
-            open_folder(root).close()  # migrates a format-1 folder, or says what the folder is not
+        if not (root / DATABASE).is_file():
+            if root.is_dir() and is_legacy(root):
+                open_folder(root).close()  # migrates a format-1 folder
+            else:
+                open_folder(root, readonly=True)  # raises NotAnIndexError saying what the folder is not
         # Read-only only where the folder is: a read-write connection that writes nothing leaves no
         # WAL files behind, and never blocks a server writing the same folder.
         store = open_folder(root, readonly=not os.access(root, os.W_OK))

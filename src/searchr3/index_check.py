@@ -114,11 +114,10 @@ def repair(folder: str | os.PathLike, drop_damaged: bool = False) -> tuple[int, 
                 return HEALTHY, ["an empty index: nothing to repair"]
             problems = store.damaged()
             if problems:
-                bad_rows = [p for p in problems if p.startswith("document ")]
-                if not drop_damaged or len(bad_rows) != len(problems):
-                    return DATABASE_DAMAGED, problems + ["not repaired: restore the database from a backup"
-                                                         + ("" if len(bad_rows) != len(problems) or drop_damaged
-                                                            else ", or pass --drop-damaged to delete these rows")]
+                only_rows = all(p.startswith("document ") for p in problems)  # not the file's structure
+                if not (drop_damaged and only_rows):
+                    hint = ", or pass --drop-damaged to delete these rows" if only_rows else ""
+                    return DATABASE_DAMAGED, problems + [f"not repaired: restore the database from a backup{hint}"]
                 dropped = store.drop_damaged()
                 done.append(f"deleted {len(dropped)} damaged rows: {', '.join(map(repr, dropped[:20]))}")
             for name in (SIDECAR, SNAPSHOT):

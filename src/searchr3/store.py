@@ -254,55 +254,74 @@ class IndexStore:
         row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'documents'").fetchone()
         return (row[0] + 1) if row else 1
 
+    def _select(self):
+        return self.conn.execute("SELECT label, id, fields, vector, digest FROM documents ORDER BY label")
+
     def rows(self, verify: bool = True) -> Iterator[Row]:
-        """Every row in label order; with `verify`, a row whose digest does not match raises."""
+        """Every row in label order. With `verify`, each row's digest is checked as it is read, and
+        rows that fail are not yielded: once all are read, `StoreDamagedError` names them."""
         dim = self.meta()["dim"]
+        bad = []
         try:
-            for label, doc_id, fields, vector, digest in self.conn.execute(
-                    "SELECT label, id, fields, vector, digest FROM documents ORDER BY label"):
+            for label, doc_id, fields, vector, digest in self._select():
                 if verify and row_digest(label, doc_id, fields, vector) != digest:
-                    raise StoreDamagedError(f"{self.path}: the row of document {doc_id!r} (label {label}) is damaged "
-                                            "(its digest does not match its contents)")
+                    bad.append(_bad_row(label, doc_id))
+                    continue
                 x = np.frombuffer(vector, dtype="<f4")
                 if x.size != dim:
                     raise StoreDamagedError(f"{self.path}: document {doc_id!r} has {x.size} vector values, not {dim}")
                 yield Row(label, doc_id, json.loads(fields), x.astype(np.float32))
         except sqlite3.DatabaseError as e:
             raise self._error("reading the documents", e) from e
+        if bad:
+            raise StoreDamagedError(self._summary(bad))
 
-    def verify(self) -> None:
-        """Raise `StoreDamagedError` naming every problem (`damaged`); reading a whole store's rows
-        costs about a second per 100,000 documents, paid once at start."""
-        problems = self.damaged()
+    def check_structure(self) -> None:
+        """Raise `StoreDamagedError` if SQLite's integrity check or the metadata's digest fails (the
+        rows' digests are checked as `rows` reads them)."""
+        problems = self._structure()
         if problems:
-            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-            raise StoreDamagedError(f"{self.path} is damaged: {shown}. Run `searchr3 index check {self.path.parent}`")
+            raise StoreDamagedError(self._summary(problems))
+
+    def _summary(self, problems: list[str]) -> str:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        return f"{self.path} is damaged: {shown}. Run `searchr3 index check {self.path.parent}`"
+
+    def _structure(self) -> list[str]:
+        try:
+            problems = [r[0] for r in self.conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
+            self.meta()
+        except (StoreDamagedError, sqlite3.DatabaseError) as e:
+            return [str(e)]
+        return problems
+
+    def _bad_rows(self) -> list[tuple[int, str]]:
+        """(label, id) of every row whose digest does not match its contents."""
+        return [(label, doc_id) for label, doc_id, fields, vector, digest in self._select()
+                if row_digest(label, doc_id, fields, vector) != digest]
 
     def damaged(self) -> list[str]:
-        """Every problem found: SQLite's own integrity check, then each row whose digest fails."""
-        problems = []
-        try:
-            problems += [r[0] for r in self.conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
-            self.meta()
-            for label, doc_id, fields, vector, digest in self.conn.execute(
-                    "SELECT label, id, fields, vector, digest FROM documents ORDER BY label"):
-                if row_digest(label, doc_id, fields, vector) != digest:
-                    problems.append(f"document {doc_id!r} (label {label}): contents do not match their digest")
-        except StoreDamagedError as e:
-            problems.append(str(e))
-        except sqlite3.DatabaseError as e:
-            problems.append(f"{e}")
+        """Every problem found: SQLite's own integrity check and the metadata, then each row whose
+        digest fails."""
+        problems = self._structure()
+        if not problems:
+            try:
+                problems = [_bad_row(label, doc_id) for label, doc_id in self._bad_rows()]
+            except sqlite3.DatabaseError as e:
+                problems = [str(e)]
         return problems
 
     def drop_damaged(self) -> list[str]:
         """Delete the rows whose digest fails (the operator's explicit choice); returns their ids."""
-        bad = [(label, doc_id) for label, doc_id, fields, vector, digest in self.conn.execute(
-            "SELECT label, id, fields, vector, digest FROM documents")
-            if row_digest(label, doc_id, fields, vector) != digest]
+        bad = self._bad_rows()
         if bad:
             self.transaction(lambda: self.conn.executemany("DELETE FROM documents WHERE label = ?",
                                                            [(label,) for label, _ in bad]))
         return [doc_id for _, doc_id in bad]
+
+
+def _bad_row(label: int, doc_id: str) -> str:
+    return f"document {doc_id!r} (label {label}): contents do not match their digest"
 
 
 # ---------------------------------------------------------------------- index folders
@@ -340,10 +359,10 @@ def open_folder(root: str | os.PathLike, readonly: bool = False) -> IndexStore:
             if readonly:
                 raise StoreError(f"{root} is in the old index format; open it once for writing to migrate it")
             return _migrate(root)
+    _refuse_if_lost(root, None)
     if readonly:
         raise NotAnIndexError(f"{root} is not a searchr3 index (no {DATABASE})")
     root.mkdir(parents=True, exist_ok=True)
-    _refuse_if_lost(root, None)
     store = IndexStore(db)
     fsync_dir(root)
     return store

@@ -31,7 +31,8 @@ import torch
 from searchr3.precision import cpu_supports_bf16
 from searchr3.train.examples import build_examples
 from searchr3.train.loop import hardware_description
-from searchr3.train.sft import SFTConfig, SFTTrainer, load_sft_config
+from searchr3.train.sft import SFTConfig, SFTTrainer
+from searchr3.train.sft_config import load_sft_config
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -107,7 +107,7 @@ def test_every_shipped_config_loads():
     from searchr3.hybrid import load_hybrid_config
     from searchr3.serve import ServeConfig
     from searchr3.train.grpo import load_rl_config
-    from searchr3.train.sft import load_sft_config
+    from searchr3.train.sft_config import load_sft_config
 
     folder = Path(__file__).resolve().parents[1] / "configs"
     loaders = {"quickstart": lambda p: load_section(p, "embed", EmbedConfig), "serve": lambda p: load_section(

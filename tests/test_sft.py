@@ -326,5 +326,28 @@ def test_weighted_sources_mix_exactly_the_examples_the_steps_use(tiny_folder, tm
         return TrainingSet(_examples() * 3, {})
 
     monkeypatch.setattr(sft, "build_examples", fake_build)
+    monkeypatch.setattr(sft, "data_key", lambda *args: {})  # "toy" is no data folder
     SFTTrainer(_config(tiny_folder, steps=5, batch_size=4), tmp_path / "m")
     assert seen["total"] == 20
+
+
+def test_a_later_chunk_reads_the_built_examples_back(tiny_folder, tmp_path, monkeypatch):
+    from searchr3.train import sft
+
+    from searchr3.data import Document, write_dataset
+
+    corpus = [Document(f"d{i}", f"Topic {i}", f"A text on topic {i}.") for i in range(8)]
+    write_dataset(tmp_path / "set", corpus, {f"q{i}": f"tell me about topic {i}" for i in range(8)},
+                  {"train": {f"q{i}": {f"d{i}": 1} for i in range(8)}})
+    config = _config(tiny_folder, steps=5, batch_size=4, sources=[f"{tmp_path / 'set'}:train"], dedup_against=[])
+    first = SFTTrainer(config, tmp_path / "m")
+    assert (tmp_path / "m" / sft.EXAMPLES).is_file()
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("examples rebuilt although the run folder holds them")
+
+    monkeypatch.setattr(sft, "build_examples", no_build)
+    assert SFTTrainer(config, tmp_path / "m").examples == first.examples
+    with pytest.raises(AssertionError, match="rebuilt"):  # other data settings: the file is not used
+        SFTTrainer(_config(tiny_folder, steps=6, batch_size=4, sources=config.sources, dedup_against=[]),
+                   tmp_path / "m")

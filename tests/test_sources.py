@@ -309,3 +309,23 @@ def test_build_examples_mixes_sources_by_weight(tmp_path):
     assert weighted.report[sources[0]] == {"mined": 2, "deduplicated": 0, "kept": 2, "mixed": 21}
     capped = build_examples(sources, negatives=1, max_per_source=10, weights={sources[0]: 3, sources[1]: 1})
     assert Counter(e.source for e in capped.examples) == {sources[0]: 9, sources[1]: 3}
+
+
+def test_built_examples_are_kept_by_id_and_read_back_only_under_the_same_key(tmp_path):
+    from searchr3.train.examples_file import data_key, read_examples, write_examples
+
+    a = _tiny_set(tmp_path / "a")
+    corpus = [Document(f"e{i}", f"T{i}", f"fact {i} about topic {i % 7}") for i in range(40)]
+    write_dataset(tmp_path / "b", corpus, {f"q{i}": f"topic {i}" for i in range(40)},
+                  {"train": {f"q{i}": {f"e{i}": 1, f"e{(i + 7) % 40}": 2} for i in range(40)}})
+    sources = [f"{a}:train", f"{tmp_path / 'b'}:train"]
+    built = build_examples(sources, negatives=2, weights={sources[0]: 1, sources[1]: 2}, total=30)
+    key = data_key(["settings", 1], sources, [])
+    write_examples(tmp_path / "run" / "examples.json.gz", built, key)
+    back = read_examples(tmp_path / "run" / "examples.json.gz", key)
+    assert back.examples == built.examples and back.report == built.report  # texts and relevant sets rebuilt
+    assert read_examples(tmp_path / "run" / "examples.json.gz", data_key(["settings", 2], sources, [])) is None
+    corpus_file = tmp_path / "b" / "corpus.jsonl.gz"  # a changed data file: the examples are rebuilt
+    corpus_file.write_bytes(gzip.compress(gzip.decompress(corpus_file.read_bytes()) + b"\n"))
+    assert read_examples(tmp_path / "run" / "examples.json.gz", data_key(["settings", 1], sources, [])) is None
+    assert read_examples(tmp_path / "nowhere.json.gz", key) is None

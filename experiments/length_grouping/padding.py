@@ -29,7 +29,7 @@ from searchr3.fingerprint import tokenizer_folder
 from searchr3.prompts import EMBED_TOKEN, PromptBuilder
 from searchr3.train.batching import epoch_batches, example_slots, padded, prompt_lengths
 from searchr3.train.examples import build_examples
-from searchr3.train.sft import load_sft_config
+from searchr3.train.sft_config import load_sft_config
 
 OUT = Path(__file__).resolve().parent / "results"
 MULTIPLE = 16  # EmbedConfig.pad_to_multiple's default

@@ -16,7 +16,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from searchr3.train.sft import load_sft_config
+from searchr3.train.sft_config import load_sft_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "common"))
 from paired_tables import plot, score, score_table, tests_table  # noqa: E402

@@ -261,7 +261,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_train_sft(args: argparse.Namespace) -> int:
     from .config import override
-    from .train.sft import load_sft_config, train_sft
+    from .train.sft import train_sft
+    from .train.sft_config import load_sft_config
 
     require("train", "matplotlib")  # the loss plot at the end: fail now, not after training
 

@@ -19,11 +19,12 @@ from searchr3.config import RANGE_KEYS, from_dict, load_section, override, type_
 from searchr3.serve import ServeConfig
 from searchr3.train.env import EnvConfig
 from searchr3.train.grpo import RLConfig
+from searchr3.train.rft import RFTConfig
 from searchr3.train.sft import SFTConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SECTIONS = {"embed": EmbedConfig, "serve": ServeConfig, "sft": SFTConfig, "rl": RLConfig, "env": EnvConfig,
-            "hybrid": HybridConfig}
+            "hybrid": HybridConfig, "rft": RFTConfig}
 CLASSES = [pytest.param(cls, section, id=section) for section, cls in SECTIONS.items()]
 HOW = ["yaml", "set"]
 

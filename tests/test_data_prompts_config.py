@@ -107,11 +107,13 @@ def test_every_shipped_config_loads():
     from searchr3.hybrid import load_hybrid_config
     from searchr3.serve import ServeConfig
     from searchr3.train.grpo import load_rl_config
+    from searchr3.train.rft import load_rft_config
     from searchr3.train.sft_config import load_sft_config
 
     folder = Path(__file__).resolve().parents[1] / "configs"
     loaders = {"quickstart": lambda p: load_section(p, "embed", EmbedConfig), "serve": lambda p: load_section(
-        p, "serve", ServeConfig), "sft": load_sft_config, "rl": load_rl_config, "hybrid": load_hybrid_config}
+        p, "serve", ServeConfig), "sft": load_sft_config, "rl": load_rl_config, "hybrid": load_hybrid_config,
+               "rft": load_rft_config}
     paths = sorted(folder.glob("*.yaml"))
     assert len(paths) >= 6
     for path in paths:

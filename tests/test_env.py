@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from searchr3 import metrics
 from searchr3.train import reward
 from searchr3.train.env import EnvConfig, RetrievalEnv, knn_graph
 
@@ -121,7 +120,8 @@ class NeverRefreshed(RetrievalEnv):
 def fidelity_run(env_class, sigma=0.2):
     enc = Drifting(n=400, dim=16, sigma=sigma, seed=1)
     env = env_class([f"d{i}" for i in range(400)], enc,
-                    EnvConfig(top_k=10, neighbours=0, full_every=0, drift_bound=1.0, fidelity_every=5))
+                    EnvConfig(top_k=10, neighbours=0, full_every=0, drift_bound=1.0, fidelity_every=5,
+                              reward="ndcg", margin_weight=0.0, fresh_rounds=0))
     fidelities, encodings = [], []
     for step in range(10):
         enc.move()
@@ -152,3 +152,73 @@ def test_config_validation():
         EnvConfig(refresh="sometimes")
     with pytest.raises(ValueError, match="duplicate"):
         RetrievalEnv(["a", "a"], Drifting(n=2))
+    with pytest.raises(ValueError, match="reward"):
+        EnvConfig(reward="ndcg@10")
+
+
+def test_dense_rank_reward_margin_ties_and_mean_only_advantages():
+    scores = np.array([[0.9, 0.5, 0.7, 0.1], [0.2, 0.8, 0.3, 0.1], [0.2, 0.8, 0.3, 0.1]])
+    ranks, margins = reward.positive_ranks(scores, [[1], [1, 3], []])
+    assert ranks.tolist() == [3, 1, 5] and margins.tolist() == pytest.approx([-0.4, 0.5, 0.0])
+    assert reward.rank_rewards(np.array([1, 2, 10, 11, 100, 101]), "rank").tolist() == pytest.approx(
+        [1.0, 1 - 0.5 / 9, 0.5, 0.5 * 89 / 90, 0.0, 0.0])
+    assert reward.rank_rewards(np.array([1, 4]), "reciprocal_rank").tolist() == [1.0, 0.25]
+    bonus = reward.margin_bonus(np.array([0.0, 0.05, -10.0]), weight=0.1, scale=0.05)
+    assert bonus.tolist() == pytest.approx([0.0, 0.1 * np.tanh(1.0), -0.1], abs=1e-6)
+    with pytest.raises(ValueError, match="form"):
+        reward.rank_rewards(np.array([1]), "ndcg")
+    rewards = np.array([1.0, 1.0, 0.2, 0.4])
+    assert reward.tied_groups(rewards, 2).tolist() == [True, False]
+    assert reward.group_advantages(rewards, 2, norm="mean").tolist() == pytest.approx([0.0, 0.0, -0.1, 0.1])
+    assert reward.group_advantages(rewards, 2, norm="std").tolist() == pytest.approx([0, 0, -1, 1], abs=1e-4)
+
+
+def test_rewards_rank_the_positive_over_the_whole_corpus():
+    enc = Drifting(n=300)
+    env = RetrievalEnv([f"d{i}" for i in range(300)], enc, EnvConfig(top_k=10, reward_k=10, neighbours=0,
+                                                                       margin_weight=0.0))
+    far = -enc(range(300))[42]  # a query pointing away from d42: its rank is far past 10
+    scored = env.rewards([{"d42": 1}, {"d42": 1}], np.stack([enc(range(300))[42], far]), [False] * 2, [0] * 2)
+    assert scored["ranks"][0] == 1 and scored["ranks"][1] > 100
+    assert scored["ndcg"].tolist() == pytest.approx([1.0, 0.0]) and scored["base"].tolist() == [1.0, 0.0]
+    others = env.rewards([{"d42": 1}] * 300, enc(range(300)), [False] * 300, [0] * 300)  # each document as query
+    midway = (others["ranks"] > 10) & (others["ranks"] < 100)
+    assert midway.any() and (others["ndcg"][midway] == 0).all()  # nDCG@10 sees nothing past 10...
+    assert ((0 < others["base"][midway]) & (others["base"][midway] < 0.5)).all()  # ...the rank reward does
+
+
+def test_a_stale_document_that_enters_a_top_k_is_refreshed():
+    enc = Drifting(n=60, dim=8, seed=3)
+    env = RetrievalEnv([f"d{i}" for i in range(60)], enc, EnvConfig(top_k=5, reward_k=5, neighbours=0,
+                                                                      full_every=0, drift_bound=5.0))
+    q = enc.query(0, noise=0.0)
+    cached_top = env.top(q[None], 6)[0]
+    for row in cached_top[:5]:  # the policy moves the cached top-5 away from the query...
+        enc.base[row] = -enc.base[row]
+    enc.base[cached_top[5]] = q  # ...and the sixth, not in the affected region, onto it
+    result = env.step([{"d0": 1}], q[None])
+    assert cached_top[5] not in enc.rows[1] and cached_top[5] in sum(enc.rows[2:], [])
+    assert result.stale_admitted >= 1 and result.encodings == sum(len(r) for r in enc.rows[1:])
+    np.testing.assert_allclose(env.vectors[cached_top[5]], q, atol=1e-6)  # fresh now
+    assert env.top(q[None], 1)[0, 0] == cached_top[5]
+
+
+def test_the_graph_follows_refreshed_documents():
+    enc = Drifting(n=80, dim=8, sigma=0.3, seed=4)
+    env = RetrievalEnv([f"d{i}" for i in range(80)], enc, EnvConfig(top_k=5, reward_k=5, neighbours=3,
+                                                                      full_every=0, drift_bound=1.0))
+    enc.move()
+    env.step([{"d1": 1}], enc.query(1)[None])
+    refreshed = sorted(set(sum(enc.rows[1:], [])))
+    assert 0 < len(refreshed) < 80
+    exact = knn_graph(env.vectors, 3)
+    assert env.graph[refreshed].tolist() == exact[refreshed].tolist()  # recomputed from the fresh vectors
+
+
+def test_rows_to_refresh_are_the_agreed_ones():
+    enc = Drifting(n=100)
+    chosen = np.array([1, 2, 3])
+    env = RetrievalEnv([f"d{i}" for i in range(100)], enc, EnvConfig(top_k=10, neighbours=0, full_every=0,
+                                                                       drift_bound=1.0, fresh_rounds=0),
+                       agree=lambda rows: chosen)  # as a broadcast of rank 0's choice would
+    assert env.step([{"d5": 1}], enc.query(5)[None]).encodings == 3 and enc.rows[-1] == [1, 2, 3]

@@ -93,6 +93,11 @@ def test_evaluate_model_record_and_reasoning_cache(tiny_folder, tmp_path):
     assert stats["queries"] == 3 and stats["own_token"] + stats["eos"] + stats["budget"] == pytest.approx(1.0)
     assert stats["mean_tokens"] == pytest.approx(sum(t["tokens"] for t in on["traces"].values()) / 3)
     assert "reasoning" not in record["modes"]["off"]
+    adaptive = on["adaptive"]  # where the model reasoned and what it gained there
+    assert adaptive["queries"] == 3 and 0 <= adaptive["reasoned_share"] <= 1
+    assert adaptive["reasoned_queries"] == sum(t["tokens"] > 1 for t in on["traces"].values())
+    assert "adaptive" not in (again_off := evaluate_model(str(tiny_folder), str(folder), dtype="fp32"))["modes"]["off"]
+    assert len(again_off["modes"]) == 1
     assert len(on["run"]["q1"]) <= 100 and record["data"]["queries_evaluated"] == 3
     assert record["model"]["fingerprint"] and record["data"]["fingerprint"]
     json.dumps(record)  # serialisable

@@ -174,15 +174,22 @@ def test_two_processes_match_one(tiny_folder, tmp_path):
     assert float(torch.nn.functional.cosine_similarity(other, grads, dim=0)) > 0.9999
 
 
-def test_log_probs_are_read_where_each_token_was_chosen(tiny_folder, tmp_path):
-    """token_logps against the model's own LM-head logits at position t-1 (an independent path)."""
-    trainer = GRPOTrainer(config(tiny_folder, temperature=0.7), ENV, tmp_path / "r", toy_dataset())
+def _scored_rollouts(trainer):
+    """Rollouts of q0 and q1, the trainer's log-probs of their tokens, and the model's plain logits
+    (an independent path through the LM head) over the same sequences."""
     texts, results = trainer.rollouts(["q0", "q1"])
     ids, mask, pos, gather, targets, action = trainer.sequences(texts, results)
     with torch.no_grad():
         hidden, _ = trainer.model.hidden_states(ids, mask, pos)
         ours = trainer.token_logps(hidden, gather, targets)
         logits = trainer.model.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float()
+    return texts, results, ids, action, ours, logits
+
+
+def test_log_probs_are_read_where_each_token_was_chosen(tiny_folder, tmp_path):
+    """token_logps against the model's own LM-head logits at position t-1 (an independent path)."""
+    trainer = GRPOTrainer(config(tiny_folder, temperature=0.7), ENV, tmp_path / "r", toy_dataset())
+    texts, results, ids, action, ours, logits = _scored_rollouts(trainer)
     for i, r in enumerate(results):
         start = len(trainer.model.prompts.reasoning(texts[i]).ids)
         for t in range(int(action[i].sum())):
@@ -226,3 +233,52 @@ def test_several_updates_per_batch_and_queries_without_positives(tiny_folder, tm
     assert metrics["grad_norm"] > 1e-3
     clipped = torch.cat([p.grad.flatten() for p in params if p.grad is not None]).norm()
     assert float(clipped) == pytest.approx(1e-4, rel=1e-3)
+
+
+def test_top_p_rollouts_are_scored_under_the_distribution_they_were_drawn_from(tiny_folder, tmp_path):
+    """With top-p < 1 the loss's log-probs are those of the truncated distribution the sampler drew from."""
+    trainer = GRPOTrainer(config(tiny_folder, temperature=0.8, top_p=0.5, reasoning_tokens=6), ENV, tmp_path / "r",
+                          toy_dataset())
+    texts, results, ids, action, ours, logits = _scored_rollouts(trainer)
+    truncated = False
+    for i, r in enumerate(results):
+        start = len(trainer.model.prompts.reasoning(texts[i]).ids)
+        for t in range(int(action[i].sum())):
+            p = torch.softmax(logits[i, start + t - 1] / 0.8, dim=-1)
+            sorted_p, order = p.sort(descending=True)
+            nucleus = order[(sorted_p.cumsum(0) - sorted_p) < 0.5]
+            token = int(ids[i, start + t])
+            if r.stop == "token" or t < len(r.token_ids) - 1:  # a sampled choice, not an appended token
+                assert token in nucleus.tolist()
+                assert ours[i, t].item() == pytest.approx(float(torch.log(p[token] / p[nucleus].sum())), abs=1e-4)
+                truncated |= len(nucleus) < p.numel() and ours[i, t].item() > float(torch.log(p[token])) + 1e-4
+    assert truncated  # the plain softmax would have scored a different (wider) distribution
+
+
+def test_dynamic_sampling_replaces_tied_groups_and_logs_the_share_dropped(tiny_folder, tmp_path, monkeypatch):
+    trainer = GRPOTrainer(config(tiny_folder, resample_rounds=2), ENV, tmp_path / "r", toy_dataset())
+    monkeypatch.setattr(trainer, "batch_at", lambda step: ["q0", "q1"])
+    step = trainer.env.step
+
+    def q0_always_ties(qrels, vectors, forced, lengths):
+        result = step(qrels, vectors, forced, lengths)
+        result.rewards[[i for i, rel in enumerate(qrels) if rel == {"d0": 1}]] = 0.5
+        return result
+
+    monkeypatch.setattr(trainer.env, "step", q0_always_ties)
+    groups = trainer.collect()
+    queries = [g.query for g in groups.chosen]
+    assert "q0" not in queries and queries[0] == "q1" and len(queries) == 2  # q0 replaced by a fresh draw
+    assert groups.stats["rounds"] == 2 and groups.dropped_share == pytest.approx(1 / 3)
+    metrics = trainer.train_step()
+    assert metrics["dropped_share"] == pytest.approx(1 / 3) and metrics["rounds"] == 2
+    assert {"clip_fraction", "approx_kl", "rank_median", "stale_admitted"} <= set(metrics)
+
+
+def test_when_every_group_ties_the_batch_is_filled_and_carries_no_policy_gradient(tiny_folder, tmp_path):
+    # near-greedy sampling: the G rollouts of a query are the same text, so their rewards tie
+    trainer = GRPOTrainer(config(tiny_folder, temperature=1e-4, resample_rounds=1, w_aux=0.0), ENV, tmp_path / "r",
+                          toy_dataset())
+    metrics = trainer.train_step()
+    assert metrics["dropped_share"] == 1.0 and metrics["rounds"] == 2
+    assert metrics["policy"] == pytest.approx(0.0, abs=1e-9) and metrics["reward_std"] >= 0

@@ -245,3 +245,17 @@ def test_queries_and_documents_have_their_own_lengths(tiny_folder, tmp_path):
     assert model.prompts.fingerprint != old.prompts.fingerprint
     with pytest.raises(ValueError, match="query_max_length must be >= 1"):
         EmbedConfig(query_max_length=0)
+
+
+def test_logits_processor_bars_the_ending_early_and_cuts_the_nucleus():
+    proc = decoding.LogitsProcessor(embed_token_id=3, eos_token_id=2, temperature=1.0, top_p=0.9, min_tokens=2)
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    early = proc.log_probs(logits, 1).exp()[0]  # token (3) and end of turn (2) barred, then renormalised
+    assert early.tolist() == pytest.approx([0.625, 0.375, 0.0, 0.0])
+    late = proc.log_probs(logits, 2).exp()[0]  # 0.5 + 0.3 + 0.15 reach 0.9: the last id falls outside
+    assert late.tolist() == pytest.approx([0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0.0])
+    kept = proc.log_probs(logits, 2, keep=torch.tensor([3])).exp()[0]  # a scored choice stays possible
+    assert kept.tolist() == pytest.approx([0.5, 0.3, 0.15, 0.05])
+    per_row = proc.log_probs(logits.expand(2, 4), torch.tensor([0, 5])).exp()
+    assert per_row[0, 3] == 0 and per_row[1, 2] > 0  # steps per row: barred in the first only
+    assert decoding.next_tokens(proc.log_probs(logits, 0), False, None).tolist() == [0]

@@ -40,3 +40,15 @@ def test_readiness_counts_own_tokens_within_the_budget():
     assert stats["mean_tokens"] == pytest.approx((7 + 33 + 4 + 7 + 40) / 5)
     with pytest.raises(ValueError):
         readiness([], 32)
+
+
+def test_adaptive_gain_splits_queries_by_whether_the_model_reasoned():
+    traces = {"a": {"tokens": 1}, "b": {"tokens": 9}, "c": {"tokens": 4}, "d": {"tokens": 1}}
+    on = {"a": {"ndcg@10": 0.5}, "b": {"ndcg@10": 1.0}, "c": {"ndcg@10": 0.2}, "d": {"ndcg@10": 0.3}}
+    off = {"a": {"ndcg@10": 0.5}, "b": {"ndcg@10": 0.6}, "c": {"ndcg@10": 0.4}, "d": {"ndcg@10": 0.3}}
+    out = trace_stats.adaptive_gain(traces, on, off)
+    assert out["reasoned_share"] == 0.5 and out["reasoned_queries"] == 2  # b and c wrote tokens before the token
+    assert out["gain_ndcg@10_reasoned"] == pytest.approx((0.4 - 0.2) / 2)
+    assert out["gain_ndcg@10_all"] == pytest.approx(0.2 / 4)
+    with pytest.raises(ValueError, match="no query"):
+        trace_stats.adaptive_gain({}, on, off)

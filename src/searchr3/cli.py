@@ -10,7 +10,8 @@ import time
 import warnings
 from pathlib import Path
 
-from ._extras import MissingExtra, require
+from ._extras import MissingExtra
+from .cli_train import add_train_commands
 from .assets import DEFAULT_MODEL
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # searchr3 never downloads; fail fast instead of hanging
@@ -235,6 +236,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"{record['model']['reasoning_tokens']} tokens ({100 * stats['eos']:.1f}% end their turn, "
               f"{100 * stats['budget']:.1f}% reach the budget); {100 * stats['loops']:.1f}% loop; "
               f"{stats['mean_tokens']:.1f} tokens on average")
+    adaptive = record["modes"].get("on", {}).get("adaptive")
+    if adaptive:
+        print(f"adaptive: reasoned on {100 * adaptive['reasoned_share']:.1f}% of queries "
+              f"({adaptive['reasoned_queries']}); nDCG@10 with reasoning − direct: "
+              f"{adaptive['gain_ndcg@10_reasoned']:+.3f} on those, {adaptive['gain_ndcg@10_all']:+.3f} on all")
     if args.output:
         print(f"\nwrote {args.output}")
     return 0
@@ -256,38 +262,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     md, png = write_report(args.results, args.output)
     print(md.read_text())
     print(f"wrote {md} and {png}")
-    return 0
-
-
-def cmd_train_sft(args: argparse.Namespace) -> int:
-    from .config import override
-    from .train.sft import train_sft
-    from .train.sft_config import load_sft_config
-
-    require("train", "matplotlib")  # the loss plot at the end: fail now, not after training
-
-    config = override(load_sft_config(args.config), args.set, f"{args.config} [sft] --set")
-    output = args.output or f"runs/sft-{Path(args.config).stem}"
-    train_sft(config, output, resume=args.resume)
-    return 0
-
-
-def cmd_train_rl(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from .config import override
-    from .train.grpo import load_rl_config, train_rl
-
-    require("train", "matplotlib")  # the reward plot at the end: fail now, not after training
-    require("train", "scipy")  # reward fidelity
-
-    config, env_config = load_rl_config(args.config)
-    config = override(config, args.set, f"{args.config} [rl] --set")
-    env_config = override(env_config, args.set_env, f"{args.config} [env] --set-env")
-    if args.init:
-        config = dataclasses.replace(config, init=args.init)
-    output = args.output or f"runs/rl-{Path(args.config).stem}"
-    train_rl(config, env_config, output, resume=args.resume)
     return 0
 
 
@@ -370,24 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "init name now loads a later release")
     p.set_defaults(func=cmd_card)
 
-    p = sub.add_parser("train", help="train a model")
-    tsub = p.add_subparsers(dest="train_command", required=True)
-    t = tsub.add_parser("sft", help="Stage 1: representation SFT (SFT + KL + InfoNCE + triplet)")
-    t.add_argument("--config", required=True, help="YAML file with an `sft:` section (see configs/sft.yaml)")
-    t.add_argument("--output", help="output folder; becomes a loadable model (default runs/sft-<config>)")
-    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override one `sft:` setting, e.g. --set w_kl=0 --set lora_r=64 (repeatable)")
-    t.set_defaults(func=cmd_train_sft)
-    t = tsub.add_parser("rl", help="Stage 2: GRPO on reasoning + embedding, with the local-refresh environment")
-    t.add_argument("--config", required=True, help="YAML file with `rl:` and `env:` sections (see configs/rl.yaml)")
-    t.add_argument("--init", help="model to start from (default: the config's init, the released SFT adapter)")
-    t.add_argument("--output", help="output folder; becomes a loadable model (default runs/rl-<config>)")
-    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one `rl:` setting (repeatable)")
-    t.add_argument("--set-env", action="append", metavar="KEY=VALUE",
-                   help="override one `env:` setting (repeatable)")
-    t.set_defaults(func=cmd_train_rl)
+    add_train_commands(sub)
 
     p = sub.add_parser("search", help="search an index (it remembers its model)")
     p.add_argument("queries", nargs="+", help="one or more queries")

@@ -1,7 +1,7 @@
 """Reasoning decode: write an analysis, then read the embed token's state on the same KV cache.
 
-`bar_ending` is the one logits processor: decoding applies it here and the Stage-2 policy applies
-it to its log-probs, so sampled tokens and their probabilities come from one distribution.
+`LogitsProcessor` is the one next-token distribution: decoding samples from it here and the Stage-2
+policy scores its log-probs with it, so sampled tokens and their probabilities agree.
 """
 
 from __future__ import annotations
@@ -25,39 +25,61 @@ class Reasoning:
     stop: str = "token"  # why it ended: "token" (emitted), "eos" (ended its turn; token appended), "budget"
 
 
-def bar_ending(logits: torch.Tensor, embed_token_id: int, eos_token_id: int | None) -> torch.Tensor:
-    """Logits with the embed token and end-of-turn made impossible (a minimum reasoning length).
+@dataclass(frozen=True)
+class LogitsProcessor:
+    """The one next-token distribution: temperature, nucleus (top-p) and a minimum reasoning length.
 
-    Decoding and the Stage-2 log-probs both apply it, so sampled tokens and their
-    probabilities come from the same distribution.
+    Decoding samples from `log_probs` and the Stage-2 policy scores its rollouts with the same
+    call, so a sampled token's probability in the loss is the probability it was drawn with
+    (with top-p < 1, a plain softmax would score a wider distribution than the one sampled).
     """
-    out = logits.clone()
-    out[..., embed_token_id] = float("-inf")
-    if eos_token_id is not None:
-        out[..., eos_token_id] = float("-inf")
-    return out
+
+    embed_token_id: int
+    eos_token_id: int | None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    min_tokens: int = 0  # the token and end of turn are barred at reasoning steps below this
+
+    def log_probs(self, logits: torch.Tensor, steps: int | torch.Tensor,
+                  keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-probabilities (..., V) of the next token, -inf outside the allowed set.
+
+        Args:
+            logits: raw LM-head logits (..., V).
+            steps: the reasoning step each row decides (an int, or a tensor broadcast to logits[..., 0]).
+            keep: ids (...) kept in the nucleus whatever their rank: a policy scoring its own sampled
+                tokens on recomputed logits, which rounding may move just past the top-p edge.
+        """
+        x = logits.float() / self.temperature
+        if self.min_tokens:
+            ends = torch.zeros(x.shape[-1], dtype=torch.bool, device=x.device)
+            ends[[i for i in (self.embed_token_id, self.eos_token_id) if i is not None]] = True
+            barred = torch.as_tensor(steps, device=x.device) < self.min_tokens
+            x = x.masked_fill(barred[..., None] & ends, float("-inf"))
+        logp = torch.log_softmax(x, dim=-1)
+        if self.top_p >= 1.0:
+            return logp
+        with torch.no_grad():
+            sorted_p, order = logp.exp().sort(dim=-1, descending=True)
+            inside = sorted_p.cumsum(dim=-1) - sorted_p < self.top_p  # always keeps the most likely id
+            nucleus = torch.zeros_like(inside).scatter(-1, order, inside)
+            if keep is not None:
+                nucleus.scatter_(-1, keep[..., None], True)
+        return torch.log_softmax(logp.masked_fill(~nucleus, float("-inf")), dim=-1)
 
 
-def next_tokens(logits: torch.Tensor, sampling: tuple[float, float] | None,
-                generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
-    """Pick the next id per row from (B, V) logits: argmax, or temperature + top-p sampling
-    (with one generator for the batch, or one per row)."""
-    if sampling is None:
-        return logits.argmax(dim=-1)
-    temperature, top_p = sampling
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    sorted_p, sorted_ids = probs.sort(dim=-1, descending=True)
-    keep = sorted_p.cumsum(dim=-1) - sorted_p < top_p  # always keeps the most likely id
-    sorted_p = sorted_p * keep
-    dist = sorted_p / sorted_p.sum(dim=-1, keepdim=True)
+def next_tokens(log_probs: torch.Tensor, sample: bool, generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
+    """Pick the next id per row from (B, V) processed log-probs: argmax, or a draw (one generator
+    for the batch, or one per row)."""
+    if not sample:
+        return log_probs.argmax(dim=-1)
+    probs = log_probs.exp()
     if isinstance(generator, list):
-        choice = torch.cat([torch.multinomial(dist[i:i + 1], 1, generator=g) for i, g in enumerate(generator)])
-    else:
-        choice = torch.multinomial(dist, 1, generator=generator)
-    return sorted_ids.gather(-1, choice).squeeze(-1)
+        return torch.cat([torch.multinomial(probs[i:i + 1], 1, generator=g) for i, g in enumerate(generator)]).squeeze(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def reason_batch(model, rows: list[list[int]], budget: int, sampling: tuple[float, float] | None,
+def reason_batch(model, rows: list[list[int]], budget: int, processor: LogitsProcessor, sample: bool,
                  generator) -> list[Reasoning]:
     """Decode one left-padded batch with a KV cache until every row has fed its embed token.
 
@@ -77,9 +99,7 @@ def reason_batch(model, rows: list[list[int]], budget: int, sampling: tuple[floa
     done = torch.zeros(B, dtype=torch.bool, device=model.device)
     vectors = torch.zeros(B, model.dim, device=model.device)
     for step in range(budget + 1):
-        if step < min(model.config.min_reasoning_tokens, budget):
-            logits = bar_ending(logits, model.embed_token_id, eos)
-        tok = next_tokens(logits, sampling, generator)  # (B,)
+        tok = next_tokens(processor.log_probs(logits, step), sample, generator)  # (B,)
         force = ~done & (tok != model.embed_token_id) & ((tok == eos) | (step >= budget))
         by_eos |= force & (tok == eos)
         tok = torch.where(force, torch.full_like(tok, model.embed_token_id), tok)

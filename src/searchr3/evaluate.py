@@ -20,6 +20,7 @@ from ._version import __version__
 from .baselines import BM25Retriever, DenseRetriever, HybridRetriever, Retrieval, SearchR3Retriever, minilm_path
 from .data import Dataset, load_dataset
 from .hybrid import HybridConfig
+from .trace_stats import adaptive_gain
 
 MODES = {"off": (False,), "on": (True,), "both": (False, True)}
 TABLE_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
@@ -131,6 +132,10 @@ def evaluate_model(spec: str, data: str, split: str = "test", reasoning: str = "
                                  "timing": timing, "traces": retrieval.traces}
         if retrieval.reasoning:
             record["modes"][mode]["reasoning"] = retrieval.reasoning
+    modes = record["modes"]
+    if "on" in modes and "off" in modes and modes["on"]["traces"]:  # adaptive reasoning: when it reasoned, the gain
+        modes["on"]["adaptive"] = adaptive_gain(modes["on"]["traces"], modes["on"]["per_query"],
+                                                modes["off"]["per_query"])
     return record
 
 

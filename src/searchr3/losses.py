@@ -165,3 +165,20 @@ def grpo_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> t
     """
     r = ref_logp - logp
     return _masked_mean_per_sequence(torch.exp(r) - r - 1, mask)
+
+
+@torch.no_grad()
+def policy_drift(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, clip_eps: float) -> dict[str, float]:
+    """How far an update moved the policy on the sampled tokens: the share of tokens whose ratio the
+    clip cut (|ρ − 1| > ε) and the approximate KL(old ‖ new) (k3: ρ − 1 − log ρ, mean over tokens).
+
+    >>> lp = torch.log(torch.tensor([[0.5, 0.5]])); new = torch.log(torch.tensor([[0.5, 0.8]]))
+    >>> {k: round(v, 3) for k, v in policy_drift(new, lp, torch.tensor([[True, True]]), 0.2).items()}
+    {'clip_fraction': 0.5, 'approx_kl': 0.065}
+    """
+    if not bool(mask.any()):
+        return {"clip_fraction": 0.0, "approx_kl": 0.0}
+    log_ratio = (logp - old_logp)[mask].double()
+    ratio = log_ratio.exp()
+    return {"clip_fraction": float(((ratio - 1).abs() > clip_eps).double().mean()),
+            "approx_kl": float((ratio - 1 - log_ratio).mean())}

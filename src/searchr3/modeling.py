@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import assets
 from .config import from_dict
-from .decoding import Reasoning, reason_batch
+from .decoding import LogitsProcessor, Reasoning, reason_batch
 from .fingerprint import SEARCHR3_FILE, tokenizer_folder, weights_fingerprint
 from .precision import resolve_dtype
 from .prompts import EMBED_TOKEN, Prompt, PromptBuilder, validate_texts
@@ -340,9 +340,10 @@ class SearchR3(SentenceTransformerMixin):
                           f"and were truncated (first: {what}[{first}], {prompts[first].text_tokens} tokens)",
                           stacklevel=3)
 
-    def _embed_prompts(self, prompts: list[Prompt], batch_size: int | None, desc: str,
-                       show_progress: bool | None) -> np.ndarray:
-        """Embed assembled prompts whose last id is the embed token; batches sorted by length."""
+    def embed_prompts(self, prompts: Sequence[Prompt], batch_size: int | None = None, desc: str = "texts",
+                      show_progress: bool | None = None) -> np.ndarray:
+        """Embed assembled prompts whose last id is the embed token (e.g. `prompts.completed` reasoning
+        with a given trace); batches sorted by length."""
         out = np.zeros((len(prompts), self.dim), dtype=np.float32)
         if not prompts:
             return out
@@ -365,7 +366,7 @@ class SearchR3(SentenceTransformerMixin):
         texts = validate_texts(texts)
         prompts = [self.prompts.document(t) for t in texts]
         self._warn_truncated(prompts, "texts")
-        return self._embed_prompts(prompts, batch_size, "documents", show_progress)
+        return self.embed_prompts(prompts, batch_size, "documents", show_progress)
 
     def embed_queries(self, texts: Sequence[str], reasoning: bool = False, batch_size: int | None = None,
                       show_progress: bool | None = None) -> np.ndarray:
@@ -380,11 +381,19 @@ class SearchR3(SentenceTransformerMixin):
             return self.stack(results)
         prompts = [self.prompts.query(t) for t in texts]
         self._warn_truncated(prompts, "texts", queries=True)
-        return self._embed_prompts(prompts, batch_size, "queries", show_progress)
+        return self.embed_prompts(prompts, batch_size, "queries", show_progress)
 
     def stack(self, results: Sequence[Reasoning]) -> np.ndarray:
         """Return the vectors of `reason` results as one (N, H) float32 array ((0, H) when empty)."""
         return np.stack([r.vector for r in results]) if results else np.zeros((0, self.dim), np.float32)
+
+    def logits_processor(self, budget: int | None = None, temperature: float | None = None,
+                         top_p: float | None = None) -> LogitsProcessor:
+        """The next-token distribution of reasoning under this model's settings (what sampling draws from;
+        greedy decoding takes its argmax, which only the minimum length changes)."""
+        budget = self.config.reasoning_tokens if budget is None else budget
+        return LogitsProcessor(self.embed_token_id, self.tokenizer.eos_token_id, temperature or self.config.temperature,
+                               top_p or self.config.top_p, min(self.config.min_reasoning_tokens, budget))
 
     def reason(self, texts: Sequence[str], *, max_new_tokens: int | None = None, sample: bool = False,
                temperature: float | None = None, top_p: float | None = None,
@@ -418,7 +427,7 @@ class SearchR3(SentenceTransformerMixin):
             if seed is not None:
                 shared.manual_seed(seed)
             generators = None
-        sampling = (temperature or self.config.temperature, top_p or self.config.top_p) if sample else None
+        processor = self.logits_processor(budget, temperature, top_p)
         bs = batch_size or self.config.batch_size
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].ids))
         results: list[Reasoning | None] = [None] * len(prompts)
@@ -428,7 +437,7 @@ class SearchR3(SentenceTransformerMixin):
             for start in range(0, len(order), bs):
                 idx = order[start:start + bs]
                 generator = [generators[i] for i in idx] if generators else shared
-                for i, r in zip(idx, reason_batch(self, [prompts[i].ids for i in idx], budget, sampling, generator)):
+                for i, r in zip(idx, reason_batch(self, [prompts[i].ids for i in idx], budget, processor, sample, generator)):
                     results[i] = r
                 bar.update(len(idx))
         return results  # type: ignore[return-value]

@@ -98,3 +98,8 @@ def gather_list(items: list) -> list:
 def gather_array(x: np.ndarray) -> np.ndarray:
     """Concatenate numpy arrays (n_rank, ...) from all ranks in rank order."""
     return np.concatenate(accelerate.utils.gather_object([x]), axis=0) if world() > 1 else x
+
+
+def broadcast_array(x: np.ndarray) -> np.ndarray:
+    """Rank 0's array on every rank: a choice made once (e.g. which documents to refresh), not per rank."""
+    return np.asarray(accelerate.utils.broadcast_object_list([x], from_process=0)[0]) if world() > 1 else x

@@ -6,7 +6,9 @@ Only a few documents decide a batch's rewards: the queries' positives and whatev
 rollout vectors currently rank near the top. Each step the environment re-encodes exactly
 that *affected region* (positives, each rollout's top-k, and their neighbours in a
 document graph, since a stale neighbour of a top document is the likeliest to move into
-the top) with the current policy, writes the vectors back and then computes rewards. A full
+the top) with the current policy, writes the vectors back, refreshes any stale document the
+refresh let into a top-k, recomputes the refreshed documents' graph neighbours, and then computes
+rewards over the whole corpus (the positive's rank, its margin, nDCG@k). A full
 re-encode happens every `full_every` steps, or at once when the refreshed documents moved
 more than `drift_bound` (1 − mean cosine of old and new vectors). `refresh="full"` re-encodes
 everything every step: the exact reference.
@@ -25,6 +27,7 @@ import faiss
 import numpy as np
 
 from . import reward
+from .reward import GAINS, REWARDS  # for the config's fields: its `reward` field hides the module there
 
 Encoder = Callable[[Sequence[int]], np.ndarray]
 
@@ -42,9 +45,17 @@ class EnvConfig:
     full_every: int = field(default=100, metadata={"ge": 0})  # full re-encode every R steps (0: only on drift)
     # full re-encode at once when the refreshed documents drifted more (1 - mean cosine)
     drift_bound: float = field(default=0.05, metadata={"ge": 0})
+    # the ranking reward: ndcg (nDCG@reward_k), rank (piecewise on the positive's rank over 1..rank_depth)
+    # or reciprocal_rank (over the whole corpus); nDCG@reward_k is logged whichever is used
+    reward: str = field(default="rank", metadata={"choices": REWARDS})
+    rank_depth: int = field(default=100, metadata={"gt": 10})
+    margin_weight: float = field(default=0.1, metadata={"ge": 0})  # weight of the bounded similarity-margin term
+    margin_scale: float = field(default=0.05, metadata={"gt": 0})  # margin / scale goes through tanh
     reward_k: int = field(default=10, metadata={"ge": 1})  # nDCG@k
     # DCG form: linear (trec_eval) or exponential (2^rel - 1)
-    gain: str = field(default="linear", metadata={"choices": reward.GAINS})
+    gain: str = field(default="linear", metadata={"choices": GAINS})
+    # after the refresh, a stale document that entered some rollout's top-k is refreshed too, up to this many rounds
+    fresh_rounds: int = field(default=3, metadata={"ge": 0})
     format_penalty: float = field(default=0.5, metadata={"ge": 0})  # subtracted when the embed token had to be forced
     length_penalty: float = field(default=0.0, metadata={"ge": 0})  # per reasoning token beyond length_free
     length_free: int = field(default=64, metadata={"ge": 0})
@@ -56,6 +67,8 @@ class EnvConfig:
             raise ValueError(f"refresh must be local or full, got {self.refresh!r}")
         if self.graph not in ("exact", "hnsw"):
             raise ValueError(f"graph must be exact or hnsw, got {self.graph!r}")
+        if self.reward not in reward.REWARDS:
+            raise ValueError(f"reward must be one of {reward.REWARDS}, got {self.reward!r}")
         if self.gain not in reward.GAINS:
             raise ValueError(f"gain must be one of {reward.GAINS}, got {self.gain!r}")
         if self.top_k < self.reward_k:
@@ -68,10 +81,12 @@ class StepResult:
     """What one environment step did and found."""
 
     rewards: np.ndarray  # shaped reward per rollout
-    ndcg: np.ndarray  # nDCG@k per rollout (before penalties)
+    ndcg: np.ndarray  # nDCG@k per rollout (logged whichever reward is used)
+    ranks: np.ndarray  # rank of the query's best-scored positive over the whole corpus
     encodings: int  # documents re-encoded this step (not counting fidelity checks)
     full_refresh: bool
     drift: float  # 1 - mean cosine(old, new) over the documents refreshed this step
+    stale_admitted: int = 0  # stale documents that entered a top-k after the refresh (and were refreshed too)
     seconds: dict[str, float] = field(default_factory=dict)  # encode / graph / rank time
     fidelity: dict[str, float] | None = None  # spearman and mean_abs_diff, on fidelity steps
 
@@ -96,6 +111,14 @@ def knn_graph(vectors: np.ndarray, k: int, kind: str = "exact") -> np.ndarray:
     return out
 
 
+def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the k highest scores per row, best first, (R, k)."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.take_along_axis(scores, part, axis=1).argsort(axis=1)[:, ::-1]
+    return np.take_along_axis(part, order, axis=1)
+
+
 class RetrievalEnv:
     """Document vectors, a neighbour graph, and the reward.
 
@@ -103,11 +126,16 @@ class RetrievalEnv:
         doc_ids: corpus document ids (row order of the vectors).
         encode: maps document row indices to current-policy vectors (L2-normalised).
         config: refresh policy and reward settings.
+        state: a saved `state()` to continue from instead of encoding the corpus.
+        agree: maps rows chosen here to the rows every process uses (rank 0's; default: as chosen).
     """
 
     def __init__(self, doc_ids: Sequence[str], encode: Encoder, config: EnvConfig | None = None,
-                 state: dict[str, np.ndarray] | None = None):
+                 state: dict[str, np.ndarray] | None = None, agree: Callable[[np.ndarray], np.ndarray] | None = None):
         self.config = config or EnvConfig()
+        # Under data parallelism the rows to refresh are chosen once (rank 0) and broadcast: ranks
+        # that chose for themselves could differ by rounding and then encode different documents.
+        self.agree = agree or (lambda rows: rows)
         self.doc_ids = [str(d) for d in doc_ids]
         self.row = {d: i for i, d in enumerate(self.doc_ids)}
         if len(self.row) != len(self.doc_ids):
@@ -151,11 +179,7 @@ class RetrievalEnv:
     def top(self, vectors: np.ndarray, k: int, corpus: np.ndarray | None = None) -> np.ndarray:
         """Row indices of the k best documents per rollout vector, best first, (R, k)."""
         docs = self.vectors if corpus is None else corpus
-        scores = np.asarray(vectors, dtype=np.float32) @ docs.T
-        k = min(k, scores.shape[1])
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.take_along_axis(scores, part, axis=1).argsort(axis=1)[:, ::-1]
-        return np.take_along_axis(part, order, axis=1)
+        return top_rows(np.asarray(vectors, dtype=np.float32) @ docs.T, k)
 
     def positives(self, qrels: Mapping[str, int]) -> list[int]:
         return [self.row[d] for d, g in qrels.items() if g > 0 and d in self.row]
@@ -191,23 +215,41 @@ class RetrievalEnv:
         self.graph = knn_graph(self.vectors, self.config.neighbours, self.config.graph)
         return drift
 
+    def update_graph(self, rows: np.ndarray) -> None:
+        """Recompute the neighbours of `rows` from their fresh vectors (exact), so the graph follows the
+        refreshed documents between full rebuilds instead of pointing where they used to be."""
+        k = self.graph.shape[1]
+        if not k or len(rows) == 0:
+            return
+        scores = self.vectors[rows] @ self.vectors.T
+        scores[np.arange(len(rows)), rows] = -np.inf  # never its own neighbour
+        top = top_rows(scores, k)
+        self.graph[rows, :top.shape[1]] = top
+
     # ------------------------------------------------------------------ the step
     def rewards(self, qrels: Sequence[Mapping[str, int]], vectors: np.ndarray, forced: Sequence[bool],
-                lengths: Sequence[int], corpus: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(shaped rewards, nDCG@k) of rollouts ranked against `corpus` (default: the cache)."""
+                lengths: Sequence[int], corpus: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Rollouts ranked against `corpus` (default: the cache): {"shaped": the reward trained on,
+        "base": the ranking reward before penalties, "ndcg": nDCG@k, "ranks": the positive's rank}."""
         c = self.config
-        top = self.top(vectors, c.reward_k, corpus)
-        rankings = [[self.doc_ids[i] for i in row] for row in top]
+        scores = np.asarray(vectors, dtype=np.float32) @ (self.vectors if corpus is None else corpus).T
+        rankings = [[self.doc_ids[i] for i in row] for row in top_rows(scores, c.reward_k)]
         ndcg = reward.ndcg_rewards(qrels, rankings, c.reward_k, c.gain)
-        return reward.shaped_rewards(ndcg, forced, lengths, c.format_penalty, c.length_penalty, c.length_free), ndcg
+        ranks, margins = reward.positive_ranks(scores, [self.positives(rel) for rel in qrels])
+        base = ndcg if c.reward == "ndcg" else reward.rank_rewards(ranks, c.reward, c.rank_depth)
+        base = base + reward.margin_bonus(margins, c.margin_weight, c.margin_scale)
+        shaped = reward.shaped_rewards(base, forced, lengths, c.format_penalty, c.length_penalty, c.length_free)
+        return {"shaped": shaped, "base": base, "ndcg": ndcg, "ranks": ranks}
 
     def step(self, qrels: Sequence[Mapping[str, int]], vectors: np.ndarray, forced: Sequence[bool] | None = None,
              lengths: Sequence[int] | None = None) -> StepResult:
         """Refresh what this batch's rewards depend on, then reward each rollout.
 
-        Call once per training step, after the policy update of the previous step, with one
-        entry per rollout: its query's judgements, its vector, whether the token was forced
-        and its reasoning length in tokens.
+        Call after each policy update, with one entry per rollout: its query's judgements, its
+        vector, whether the token was forced and its reasoning length in tokens. The affected
+        region is chosen on the cached vectors; a stale document that the refresh lets into some
+        rollout's top-k is refreshed too (up to `fresh_rounds` times), so the documents that decide
+        the reward are fresh; the refreshed documents' graph neighbours are recomputed.
         """
         c = self.config
         vectors = np.asarray(vectors, dtype=np.float32)
@@ -219,12 +261,13 @@ class RetrievalEnv:
         self.step_count += 1
         before = self.total_encodings
         seconds: dict[str, float] = {}
+        admitted = 0
         t = time.perf_counter()
         full = c.refresh == "full" or (c.full_every > 0 and self.step_count % c.full_every == 0)
         if full:
             drift = self.full_refresh()
         else:
-            rows = self.affected(qrels, vectors)
+            rows = self.agree(self.affected(qrels, vectors))
             seconds["select"] = time.perf_counter() - t
             t = time.perf_counter()
             drift = self.refresh(rows)
@@ -232,21 +275,31 @@ class RetrievalEnv:
                 self.refresh(np.setdiff1d(np.arange(len(self.doc_ids)), rows))
                 self.graph = knn_graph(self.vectors, c.neighbours, c.graph)
                 full = True
+            else:
+                for _ in range(c.fresh_rounds):
+                    stale = self.agree(np.setdiff1d(self.top(vectors, c.top_k), rows))
+                    if len(stale) == 0:
+                        break
+                    self.refresh(stale)
+                    admitted += len(stale)
+                    rows = np.union1d(rows, stale)
+                self.update_graph(rows)
         seconds["encode"] = time.perf_counter() - t
         encodings = self.total_encodings - before
         t = time.perf_counter()
-        shaped, ndcg = self.rewards(qrels, vectors, forced, lengths)
+        scored = self.rewards(qrels, vectors, forced, lengths)
         seconds["reward"] = time.perf_counter() - t
-        result = StepResult(shaped, ndcg, encodings, full, drift, seconds)
+        result = StepResult(scored["shaped"], scored["ndcg"], scored["ranks"], encodings, full, drift, admitted,
+                            seconds)
         if c.fidelity_every and self.step_count % c.fidelity_every == 0 and not full:
-            result.fidelity = self.check_fidelity(qrels, vectors, ndcg)
+            result.fidelity = self.check_fidelity(qrels, vectors, scored["base"])
         return result
 
     def check_fidelity(self, qrels: Sequence[Mapping[str, int]], vectors: np.ndarray,
-                       cached_ndcg: np.ndarray) -> dict[str, float]:
-        """Rewards on the cache vs after an exact full re-encode (whose vectors are then kept)."""
+                       cached: np.ndarray) -> dict[str, float]:
+        """Ranking rewards on the cache vs after an exact full re-encode (whose vectors are then kept)."""
         exact = self._encode(range(len(self.doc_ids)))
-        _, exact_ndcg = self.rewards(qrels, vectors, [False] * len(vectors), [0] * len(vectors), corpus=exact)
+        exact_base = self.rewards(qrels, vectors, [False] * len(vectors), [0] * len(vectors), corpus=exact)["base"]
         stale = float(1.0 - np.mean(np.sum(self.vectors * exact, axis=1)))
         self.vectors = exact  # paid for, so kept (the graph is left as is: it only picks neighbours)
-        return {**reward.fidelity(cached_ndcg, exact_ndcg), "corpus_drift": stale, "encodings": len(self.doc_ids)}
+        return {**reward.fidelity(cached, exact_base), "corpus_drift": stale, "encodings": len(self.doc_ids)}

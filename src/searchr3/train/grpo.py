@@ -1,13 +1,14 @@
 """Stage 2 — GRPO on reasoning + embedding, rewarded by ranking in `RetrievalEnv`.
 
-Each step: sample G reasoning completions per query from the current policy; one forward
-pass over prompt + completion gives both the log-probs of the generated tokens and the
-vector at the embed token (the shared read-out); the environment refreshes the affected
-part of the corpus and rewards each rollout with nDCG@k (minus a format penalty when the
-token had to be forced); advantages are group-normalised; the loss is the clipped policy
-gradient on the generated tokens + β·KL to the frozen reference policy (the Stage-1 model)
-+ an optional auxiliary InfoNCE on the rollout vectors, so the vector also gets a direct
-gradient.
+Each step: sample G reasoning completions per query from the current policy; the decode loop
+also reads each rollout's vector at the embed token, and the environment rewards those (after
+refreshing the affected part of the corpus): a dense rank reward plus a similarity margin, or
+nDCG@k. A group whose rollouts all tied is dropped and another query drawn (dynamic sampling).
+Advantages are centred per group (optionally divided by its std). One forward pass with grad
+over prompt + completion then gives the log-probs of the generated tokens, under the same
+`LogitsProcessor` the sampler drew from, and the vectors for an optional auxiliary InfoNCE. The
+loss is the clipped policy gradient + β·KL to the frozen reference policy (the Stage-1 model) +
+w_aux·InfoNCE.
 
 The policy is a LoRA adapter. Starting from a Stage-1 adapter, that adapter keeps training
 and a frozen copy of it is the reference; starting from a plain base, a fresh adapter
@@ -22,15 +23,14 @@ import random
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from .. import assets, losses
-from .._extras import pyplot
 from ..config import load_section
 from ..data import Dataset, load_dataset
-from ..decoding import bar_ending
 from ..modeling import EmbedConfig, SearchR3
 from ..readout import embed_token_states
 from ..prompts import document_text
@@ -38,7 +38,8 @@ from ..runtime import tune_malloc
 from . import distributed, reward
 from .env import EnvConfig, RetrievalEnv
 from .examples import PooledDev, parse_source, pooled_dev_set
-from .loop import Schedule, Trainer, hardware_description, read_metrics
+from .loop import Schedule, Trainer, hardware_description
+from .plots import plot_rewards
 
 REFERENCE = "reference"  # name of the frozen copy of the initial adapter
 
@@ -52,6 +53,8 @@ class RLConfig:
     max_queries: int = field(default=200, metadata={"ge": 1})  # a seeded sample of the split's queries
     # 0: the split's whole corpus; N: a pooled corpus (BM25 top-N of each query + positives)
     corpus_depth: int = field(default=0, metadata={"ge": 0})
+    # with corpus_depth 0: a seeded sample of this many documents that keeps every judged one (0: the whole corpus)
+    corpus_sample: int = field(default=0, metadata={"ge": 0})
     max_length: int = field(default=128, metadata={"ge": 1})  # tokens of query/document text
     reasoning_tokens: int = field(default=32, metadata={"ge": 1})  # budget of each rollout's reasoning
     min_reasoning_tokens: int = field(default=0, metadata={"ge": 0})  # bar the token before this many (saved)
@@ -69,6 +72,11 @@ class RLConfig:
     updates: int = field(default=1, metadata={"ge": 1})
     clip_eps: float = field(default=0.2, metadata={"gt": 0})  # ε of the clipped surrogate
     beta: float = field(default=0.04, metadata={"ge": 0})  # weight of KL to the reference policy
+    # advantages: std (GRPO: (r - mean) / std per group) or mean (Dr. GRPO: r - mean; a near-tie stays small)
+    advantage: str = field(default="mean", metadata={"choices": reward.NORMS})
+    # dynamic sampling (DAPO): a group whose rollouts all got the same reward is dropped and another query
+    # drawn in its place, for up to this many rounds (0: keep every group)
+    resample_rounds: int = field(default=2, metadata={"ge": 0})
     w_aux: float = field(default=0.0, metadata={"ge": 0})  # weight of the auxiliary InfoNCE on rollout vectors
     tau: float = field(default=0.05, metadata={"gt": 0})  # its temperature
     seed: int = field(default=0, metadata={"ge": 0})
@@ -84,6 +92,8 @@ class RLConfig:
             raise ValueError("group must be >= 2: GRPO's advantages compare rollouts of one query")
         if self.steps < 1 or self.batch_queries < 1 or self.updates < 1:
             raise ValueError("steps, batch_queries and updates must be >= 1")
+        if self.advantage not in reward.NORMS:
+            raise ValueError(f"advantage must be one of {reward.NORMS}, got {self.advantage!r}")
         parse_source(self.data)  # refuses test splits
 
 
@@ -111,6 +121,26 @@ def prepare_policy(config: RLConfig) -> tuple[SearchR3, bool]:
     return model, True
 
 
+class Group(NamedTuple):
+    """One query's G rollouts and what the environment gave them."""
+
+    query: str
+    results: list  # decoding.Reasoning: trace ids, whether forced, the decode loop's vector
+    rewards: np.ndarray  # shaped
+    ndcg: np.ndarray
+    ranks: np.ndarray  # of the best positive over the whole corpus
+
+
+@dataclass
+class Groups:
+    """A step's groups after dynamic sampling, and what collecting them took."""
+
+    chosen: list[Group]
+    dropped_share: float  # groups dropped as tied / groups rolled out
+    stats: dict  # groups seen, rounds, encodings, stale documents admitted, full refresh, drift
+    fidelity: dict[str, float] | None
+
+
 class GRPOTrainer(Trainer):
     """Runs Stage 2: rollouts, environment, rewards, GRPO loss; the loop (logs, checkpoints, resume) is
     `Trainer.train`."""
@@ -124,6 +154,7 @@ class GRPOTrainer(Trainer):
         self.accelerator = distributed.accelerator()
         torch.manual_seed(config.seed)
         self.model, self.has_reference = prepare_policy(config)
+        self.processor = self.model.logits_processor()  # rollouts are drawn from it; the loss scores them with it
         if config.batch_queries % distributed.world():
             raise ValueError(f"batch_queries {config.batch_queries} must divide by the {distributed.world()} "
                              "processes (each takes an equal share)")
@@ -152,7 +183,8 @@ class GRPOTrainer(Trainer):
         return self._env
 
     def _make_env(self, state: dict[str, np.ndarray] | None = None) -> RetrievalEnv:
-        return RetrievalEnv([d.id for d in self.data.corpus], self.encode_documents, self.env_config, state)
+        return RetrievalEnv([d.id for d in self.data.corpus], self.encode_documents, self.env_config, state,
+                            agree=distributed.broadcast_array)
 
     def _load_data(self) -> Dataset:
         c = self.config
@@ -161,8 +193,7 @@ class GRPOTrainer(Trainer):
         name, split = parse_source(c.data)
         full = load_dataset(name, split)
         qids = sorted(random.Random(c.seed).sample(sorted(full.qrels), min(c.max_queries, len(full.qrels))))
-        return Dataset(full.name, full.path, split, full.corpus, {q: full.queries[q] for q in qids},
-                       {q: full.qrels[q] for q in qids})
+        return full.sample(qids, c.corpus_sample or None, c.seed)
 
     # ------------------------------------------------------------------ environment encoder
     def encode_documents(self, rows) -> np.ndarray:
@@ -231,13 +262,12 @@ class GRPOTrainer(Trainer):
         return ids, mask, pos, gather.to(dev), targets.to(dev), action.to(dev)
 
     def token_logps(self, hidden: torch.Tensor, gather: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Log-probs (R, T) of the generated tokens under the sampling temperature."""
+        """Log-probs (R, T) of the generated tokens under the sampling distribution (`LogitsProcessor`)."""
         h = hidden[torch.arange(hidden.shape[0], device=hidden.device)[:, None], gather]  # (R, T, H)
-        logits = self.model.model.get_output_embeddings()(h).float() / self.config.temperature
-        m = self.config.min_reasoning_tokens
-        if m:  # the first m tokens were sampled with the ending barred: score them the same way
-            logits[:, :m] = bar_ending(logits[:, :m], self.model.embed_token_id, self.model.tokenizer.eos_token_id)
-        return torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+        logits = self.model.model.get_output_embeddings()(h)
+        steps = torch.arange(targets.shape[1], device=logits.device)  # token t was chosen at reasoning step t
+        logp = self.processor.log_probs(logits, steps, keep=targets)  # the distribution the rollouts were drawn from
+        return logp.gather(-1, targets[..., None]).squeeze(-1)
 
     def _forward(self, ids, mask, pos, gather, targets) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probs (R, T) of the generated tokens and the vectors (R, H) at the embed token, from one
@@ -277,25 +307,74 @@ class GRPOTrainer(Trainer):
         return losses.info_nce(vectors, candidates, positive, c.tau, exclude)
 
     # ------------------------------------------------------------------ one step
+    def collect(self) -> Groups:
+        """This step's `batch_queries` groups of rollouts, rewarded with the decode loop's vectors.
+
+        Dynamic sampling: a group whose rollouts all got the same reward carries no signal; it is
+        dropped and another query (a seeded draw, the same on every rank) rolled out in its place,
+        for up to `resample_rounds` rounds. If groups are still short, dropped ones fill the batch
+        (their advantages are zero). Every rank sees every rollout (gathered), so all take the
+        same decisions.
+        """
+        c = self.config
+        pending, used = self.batch_at(self.step), set()
+        kept: list[Group] = []
+        tied: list[Group] = []
+        stats = {"seen": 0, "rounds": 0, "encodings": 0, "stale_admitted": 0, "full_refresh": False, "drift": 0.0}
+        fidelity = None
+        for round_ in range(c.resample_rounds + 1):
+            used.update(pending)
+            mine = pending[distributed.rank()::distributed.world()]
+            _, results = self.rollouts(mine)
+            got, every = distributed.gather_list(mine), distributed.gather_list(results)  # all ranks' rollouts
+            by_query = {q: every[i * c.group:(i + 1) * c.group] for i, q in enumerate(got)}  # back in drawn order
+            qids = [q for q in pending for _ in range(c.group)]
+            results = [r for q in pending for r in by_query[q]]
+            result = self.env.step([self.data.qrels[q] for q in qids], np.stack([r.vector for r in results]),
+                                   [r.forced for r in results], [len(r.token_ids) - 1 for r in results])
+            stats["rounds"] += 1
+            stats["encodings"] += result.encodings
+            stats["stale_admitted"] += result.stale_admitted
+            stats["full_refresh"] |= result.full_refresh
+            stats["drift"] = max(stats["drift"], result.drift)
+            fidelity = result.fidelity or fidelity
+            ties = reward.tied_groups(result.rewards, c.group) if c.resample_rounds else np.zeros(len(qids) // c.group,
+                                                                                                   dtype=bool)
+            for g in range(len(qids) // c.group):
+                rows = slice(g * c.group, (g + 1) * c.group)
+                group = Group(qids[rows.start], results[rows], result.rewards[rows], result.ndcg[rows], result.ranks[rows])
+                (tied if ties[g] else kept).append(group)
+            stats["seen"] += len(ties)
+            short = c.batch_queries - len(kept)
+            if short <= 0:
+                break
+            fresh = [q for q in self.query_ids if q not in used]
+            if not fresh or round_ == c.resample_rounds:
+                break
+            pending = random.Random(f"{c.seed}|{self.step}|{round_}").sample(fresh, min(short, len(fresh)))
+        dropped = stats["seen"] - len(kept)
+        chosen = (kept + tied)[:c.batch_queries]
+        return Groups(chosen, dropped / max(1, stats["seen"]), stats, fidelity)
+
     def train_step(self) -> dict[str, float]:
         c = self.config
-        batch = self.batch_at(self.step)
-        mine = batch[distributed.rank()::distributed.world()]
         for group in self.optimizer.param_groups:
             group["lr"] = c.lr * min(1.0, (self.step + 1) / max(1, c.warmup_steps))
-        texts, results = self.rollouts(mine)
-        ids, mask, pos, gather, targets, action = self.sequences(texts, results)
+        groups = self.collect()
+        rewards = np.concatenate([g.rewards for g in groups.chosen])
+        advantages = reward.group_advantages(rewards, c.group, norm=c.advantage)
+        all_q = [g.query for g in groups.chosen for _ in range(c.group)]
+        all_results = [r for g in groups.chosen for r in g.results]
+        all_vectors = np.stack([r.vector for r in all_results])
+        # this rank's share of the chosen groups (batch_queries divides by the processes)
+        share = len(groups.chosen) // distributed.world()
+        lo, hi = distributed.rank() * share * c.group, (distributed.rank() + 1) * share * c.group
+        mine = [g.query for g in groups.chosen][distributed.rank() * share:(distributed.rank() + 1) * share]
+        texts = [self.data.queries[q] for q in all_q[lo:hi]]
+        ids, mask, pos, gather, targets, action = self.sequences(texts, all_results[lo:hi])
         self.model.model.eval()  # no dropout: the loss must score tokens as the sampler did
-        logp, vectors = self.forward(ids, mask, pos, gather, targets)  # the vectors from the same forward pass
-        # Every rank runs the same environment step on the gathered rollouts of the whole batch.
-        all_vectors = distributed.gather_array(vectors.detach().cpu().numpy())
-        forced = distributed.gather_list([r.forced for r in results])
-        lengths = distributed.gather_list([len(r.token_ids) - 1 for r in results])
-        all_q = distributed.gather_list([q for q in mine for _ in range(c.group)])
-        result = self.env.step([self.data.qrels[q] for q in all_q], all_vectors, forced, lengths)
-        advantages = reward.group_advantages(result.rewards, c.group)
-        offset = distributed.rank() * len(texts)  # equal shares, gathered in rank order
-        adv = torch.tensor(advantages[offset:offset + len(texts)], dtype=torch.float32, device=logp.device)
+        logp, vectors = self.forward(ids, mask, pos, gather, targets)
+        adv = torch.tensor(advantages[lo:hi], dtype=torch.float32, device=logp.device)
         ref = self.reference_logps(ids, mask, pos, gather, targets)
         old_logp = logp.detach()
         params = [p for p in self.model.model.parameters() if p.requires_grad]
@@ -314,16 +393,22 @@ class GRPOTrainer(Trainer):
                 self.optimizer.step()
             if update == 0:
                 first = {"loss": total, **terms, "grad_norm": grad_norm}
+            drift = losses.policy_drift(logp, old_logp, action, c.clip_eps)  # the last update's
         self.step += 1
         out = {k: distributed.mean(float(v.detach())) if torch.is_tensor(v) else v for k, v in first.items()}
-        out.update({"reward_mean": float(result.rewards.mean()), "reward_std": float(result.rewards.std()),
-                    "ndcg_mean": float(result.ndcg.mean()), **reward.group_stats(result.ndcg, c.group),
+        ndcg = np.concatenate([g.ndcg for g in groups.chosen])
+        forced = [r.forced for r in all_results]
+        out.update({"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
+                    "ndcg_mean": float(ndcg.mean()), **reward.group_stats(ndcg, c.group),
+                    "rank_median": float(np.median(np.concatenate([g.ranks for g in groups.chosen]))),
+                    "dropped_share": groups.dropped_share, "rounds": groups.stats["rounds"],
                     "forced_rate": float(np.mean(forced)),
-                    "length_mean": float(np.mean(lengths)), "encodings": result.encodings, "corpus": len(self.env),
-                    "full_refresh": result.full_refresh, "drift": result.drift,
-                    "lr": self.optimizer.param_groups[0]["lr"]})
-        if result.fidelity:
-            out.update({f"fidelity_{k}": v for k, v in result.fidelity.items()})
+                    "length_mean": float(np.mean([len(r.token_ids) - 1 for r in all_results])),
+                    **{k: groups.stats[k] for k in ("encodings", "stale_admitted", "full_refresh", "drift")},
+                    "corpus": len(self.env), "lr": self.optimizer.param_groups[0]["lr"],
+                    **{k: distributed.mean(v) for k, v in drift.items()}})
+        if groups.fidelity:
+            out.update({f"fidelity_{k}": v for k, v in groups.fidelity.items()})
         return out
 
     # ------------------------------------------------------------------ what the shared loop asks
@@ -353,43 +438,6 @@ class GRPOTrainer(Trainer):
     def restore_extra(self, folder: Path) -> None:
         with np.load(folder / "env.npz") as saved:
             self._env = self._make_env({k: saved[k] for k in saved.files})
-
-
-def plot_rewards(metrics: Path, path: Path) -> None:
-    """Reward (mean ± std over rollouts), KL and dev nDCG@10 against step, as a PNG."""
-    plt = pyplot("train")
-
-    every = read_metrics(metrics)
-    records = [r for r in every if "reward_mean" in r]
-    if not records:
-        return
-    steps = np.array([r["step"] for r in records])
-    mean = np.array([r["reward_mean"] for r in records])
-    std = np.array([r["reward_std"] for r in records])
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax.plot(steps, mean, label="reward (mean over rollouts)")
-    ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
-    ax.plot(steps, [r["ndcg_mean"] for r in records], label="nDCG@k", lw=1)
-    window = min(8, len(records))  # each step sees other queries: the running mean shows the trend
-    if window > 1:
-        running = np.convolve(mean, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1:], running, color="k", lw=2, label=f"reward, running mean of {window} steps")
-    forced = [r["forced_rate"] for r in records if "forced_rate" in r]
-    if len(forced) == len(records):
-        ax.plot(steps, forced, color="C2", lw=1, ls="--", label="share of rollouts with the token forced")
-    ax.set_xlabel("step")
-    ax.legend()
-    dev = [r for r in every if "dev_ndcg@10" in r]
-    ax2.plot(steps, [r["kl"] for r in records], color="grey", lw=1, label="KL to reference")
-    ax2.set_xlabel("step")
-    ax2.set_ylabel("KL")
-    if dev:
-        right = ax2.twinx()
-        right.plot([r["step"] for r in dev], [r["dev_ndcg@10"] for r in dev], marker="o", color="C3")
-        right.set_ylabel("pooled dev nDCG@10 (reasoning)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def train_rl(config: RLConfig, env_config: EnvConfig, output: str | os.PathLike, resume: bool = False) -> Path:

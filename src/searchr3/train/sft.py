@@ -37,7 +37,7 @@ from . import distributed
 from .batching import epoch_batches, example_slots, prompt_lengths
 from .examples import Example, PooledDev, TrainingSet, build_examples
 from .loop import Schedule, Trainer, hardware_description
-from .loss_plot import plot_losses
+from .plots import plot_losses
 from .sft_config import SFTConfig, embed_config, lr_at
 from .teacher import Teacher
 from .examples_file import EXAMPLES, data_key, read_examples, write_examples
@@ -84,7 +84,8 @@ class SFTTrainer(Trainer):
     continues_saved = True  # a chunk committed without checkpoints continues from its adapter (loop.py)
     keep_files = (TRACES, EXAMPLES)
 
-    def __init__(self, config: SFTConfig, output: str | os.PathLike, examples: list[Example] | None = None):
+    def __init__(self, config: SFTConfig, output: str | os.PathLike, examples: list[Example] | None = None,
+                 traces: dict[str, list[int]] | None = None):
         self.config, self.output = config, Path(output)
         tune_malloc()  # ~25% faster steps on CPU; see runtime.py
         self.accelerator = distributed.accelerator()
@@ -101,7 +102,9 @@ class SFTTrainer(Trainer):
         self.examples = examples
         if len(self.examples) < config.batch_size:
             raise ValueError(f"{len(self.examples)} training examples, fewer than one batch of {config.batch_size}")
-        self.traces = self._self_traces() if config.reasoning_fraction > 0 else {}
+        # {query id: trace ids ending in the token}: those queries train in reasoning form (given, e.g. an RFT
+        # round's kept traces, or the base model's own for a share of them)
+        self.traces = traces if traces is not None else self._self_traces() if config.reasoning_fraction > 0 else {}
         self.reference = None
         if config.w_kl > 0 and config.lora_r == 0:
             self.reference = copy.deepcopy(self.model.model).eval().requires_grad_(False)

@@ -369,7 +369,7 @@ class GRPOTrainer(Trainer):
         # this rank's share of the chosen groups (batch_queries divides by the processes)
         share = len(groups.chosen) // distributed.world()
         lo, hi = distributed.rank() * share * c.group, (distributed.rank() + 1) * share * c.group
-        mine = [g.query for g in groups.chosen][distributed.rank() * share:(distributed.rank() + 1) * share]
+        mine = all_q[lo:hi:c.group]  # one id per group
         texts = [self.data.queries[q] for q in all_q[lo:hi]]
         ids, mask, pos, gather, targets, action = self.sequences(texts, all_results[lo:hi])
         self.model.model.eval()  # no dropout: the loss must score tokens as the sampler did

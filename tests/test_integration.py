@@ -50,12 +50,12 @@ def test_released_adapter_loads_by_name_and_ranks_better_than_the_base(real_mode
     from searchr3 import RELEASED_MODELS, SearchR3
     from searchr3.data import load_dataset
 
-    folder = RELEASED_MODELS["searchr3-smollm2-135m-sft-v2"].path
+    folder = RELEASED_MODELS["searchr3-smollm2-135m-sft-v3"].path
     assert (folder / "adapter_model.safetensors").stat().st_size < 40 * 2**20
     assert (folder / "README.md").read_text().count("searchr3-smollm2-135m-sft") >= 2
     sft = SearchR3.from_pretrained("searchr3-smollm2-135m-sft", dtype="fp32", device="cpu",
                                    config=EmbedConfig(batch_size=8, max_length=128, reasoning_tokens=24))
-    assert sft.name == "searchr3-smollm2-135m-sft-v2" and sft.base == "smollm2-135m-instruct"
+    assert sft.name == "searchr3-smollm2-135m-sft-v3" and sft.base == "smollm2-135m-instruct"
     assert sft.fingerprint != real_model.fingerprint
 
     data = load_dataset("scifact", "test")

@@ -88,11 +88,11 @@ def test_rl_card_can_say_which_release_it_started_from(tmp_path):
 
 
 def test_cli_lists_released_models_and_rewrites_cards(tmp_path, capsys):
-    assert "searchr3-smollm2-135m-sft-v2" in RELEASED_MODELS and "searchr3-smollm2-135m-sft" in registered_names()
+    assert "searchr3-smollm2-135m-sft-v3" in RELEASED_MODELS and "searchr3-smollm2-135m-sft" in registered_names()
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "smollm2-135m-instruct\tbase model" in out and "searchr3-smollm2-135m-sft-v1\tadapter over" in out
-    assert "searchr3-smollm2-135m-sft\talias of searchr3-smollm2-135m-sft-v2 (the default model)" in out
+    assert "searchr3-smollm2-135m-sft\talias of searchr3-smollm2-135m-sft-v3 (the default model)" in out
     assert "searchr3-smollm2-135m-rl\talias of searchr3-smollm2-135m-rl-v1" in out
     folder = _run_folder(tmp_path)
     assert main(["card", str(folder), "--name", "x"]) == 0 and "# x" in (folder / "README.md").read_text()

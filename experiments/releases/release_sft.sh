@@ -6,6 +6,8 @@
 #                                                      # then python experiments/releases/store_bf16.py
 #   bash experiments/releases/release_sft.sh eval SET [v1|v2]  # test split of one bundled set, direct and reasoning
 #   bash experiments/releases/release_sft.sh card      # both model cards: every evaluated set, vs the base
+#   bash experiments/releases/release_sft.sh package-v3   # sft-v3 (docs/sft-v3.md; the run is experiments/sft_v3/run,
+#   bash experiments/releases/release_sft.sh card-v3      #   trained in chunks with configs/sft-v3.yaml): package, card
 #   python experiments/releases/sft_quality.py   # the comparison table and significance tests
 set -euo pipefail
 cd "$(dirname "$0")/../.."   # the repository root
@@ -51,6 +53,11 @@ case "${1:-}" in
     done
     $SR3 card "$DEST_V1" --name "$NAME-v1" --results "${first[@]}"
     $SR3 card "$DEST" --name "$NAME-v2" --results "${files[@]}" ;;
+  package-v3)
+    bash experiments/releases/package_adapter.sh experiments/sft_v3/run "src/searchr3/released/$NAME-v3" sft_config.json loss.png ;;
+  card-v3)  # the dev records of the release rule (the test sets come later)
+    $SR3 card "src/searchr3/released/$NAME-v3" --name "$NAME-v3" \
+      --results experiments/sft_v3/dev/sft-v2.json experiments/sft_v3/dev/sft-v3.json ;;
   *)
-    echo "usage: $0 train|continue|package|eval SET|card" >&2; exit 2 ;;
+    echo "usage: $0 train|continue|package|eval SET|card|package-v3|card-v3" >&2; exit 2 ;;
 esac

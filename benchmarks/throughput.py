@@ -1,7 +1,7 @@
 """Throughput of searchr3 on this machine; writes benchmarks/results/throughput.{json,md}.
 
 Measures: matmul GFLOP/s (the roofline), document encoding (fp32 and bf16, batch 1/8/32,
-SciFact abstracts cut to 128 text tokens), reasoning queries/min at a 64-token budget,
+SciFact abstracts cut to 128 text tokens), prompt-prefix reuse on vs off, reasoning queries/min at a 64-token budget,
 one-pass reasoning vs generate-then-re-encode, and all-MiniLM-L6-v2 on the same passages.
 
     python benchmarks/throughput.py            # full run (~15 min on 2 cores)
@@ -99,6 +99,27 @@ def generate_then_reencode(model: SearchR3, queries: list[str], batch: int, budg
     return np.concatenate(vectors), token_lists
 
 
+def bench_prefix(model: SearchR3, texts: list[str], queries: list[str], batch: int) -> dict:
+    """Prompt-prefix reuse on and off, in one run: documents and short direct queries per second, and
+    the largest vector difference between the two."""
+    out = {}
+    for kind, items, embed in (("documents", texts, model.embed_documents), ("queries", queries, model.embed_queries)):
+        prompts = [model.prompts.document(t) if kind == "documents" else model.prompts.query(t) for t in items]
+        prefix = len(model.prefix_cache.match([p.ids for p in prompts]))
+        row = {"items": len(items), "prompt_tokens": float(np.mean([len(p.ids) for p in prompts])), "prefix_tokens": prefix}
+        vectors = {}
+        for reuse in (False, True):
+            model.prefix_cache.enabled = reuse
+            embed(items[:batch], batch_size=batch, show_progress=False)  # warm-up (and the prefix's KV)
+            vectors[reuse], seconds = timed(embed, items, batch_size=batch, show_progress=False)
+            row["per_s_" + ("reused" if reuse else "full")] = len(items) / seconds
+        model.prefix_cache.enabled = True
+        row["speedup"] = row["per_s_reused"] / row["per_s_full"]
+        row["max_abs_diff"] = float(np.abs(vectors[True] - vectors[False]).max())
+        out[kind] = row
+    return out
+
+
 def bench_minilm(texts: list[str], batch: int) -> dict:
     from sentence_transformers import SentenceTransformer
 
@@ -148,6 +169,9 @@ def main() -> None:
             r["roofline_fraction"] = 2 * matmul_params * r["tokens_per_s"] / (peak * 1e9)
             report["documents"][f"{dtype}/b{batch}"] = r
     model.model.to(torch.float32)
+
+    print("prompt-prefix reuse ...", flush=True)
+    report["prefix_reuse"] = {f"fp32/b{b}": bench_prefix(model, texts, queries_all[:n_docs], b) for b in (8, 32)}
 
     report["reasoning"] = {}
     report["one_pass_vs_reencode"] = {}
@@ -200,6 +224,13 @@ def write(report: dict) -> None:
                      f"{r['tokens_per_s']:.0f} | {100 * r['roofline_fraction']:.1f}% |")
     for key, r in report["minilm"].items():
         lines.append(f"| all-MiniLM-L6-v2 {key} | {r['docs']} | {r['docs_per_s']:.2f} | ≤{r['max_seq_length']} | – | – |")
+    lines += ["", "## Prompt-prefix reuse (the chat template's shared leading ids computed once)", "",
+              "| dtype / batch | texts | prompt tokens | prefix tokens | full /s | reused /s | speed-up | max |Δ| |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for key, kinds in report.get("prefix_reuse", {}).items():
+        for kind, r in kinds.items():
+            lines.append(f"| {key} | {r['items']} {kind} | {r['prompt_tokens']:.0f} | {r['prefix_tokens']} | "
+                         f"{r['per_s_full']:.2f} | {r['per_s_reused']:.2f} | {r['speedup']:.2f}× | {r['max_abs_diff']:.1e} |")
     lines += ["", "## Reasoning (greedy; SciFact claims are short, BIRCO-WTB queries are long)", "",
               "| queries / batch | queries | prompt tokens | queries/min | mean generated tokens | forced | "
               "generated tokens/s |", "|---|---:|---:|---:|---:|---:|---:|"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .prefix_cache import prefill
 from .readout import embed_token_states
 
 
@@ -87,8 +88,7 @@ def reason_batch(model, rows: list[list[int]], budget: int, processor: LogitsPro
     embed token as the next input yields its state in one extra step, with no re-encoding.
     """
     B = len(rows)
-    ids, mask, pos = model.collate(rows)
-    hidden, cache = model.hidden_states(ids, mask, pos, use_cache=True)
+    hidden, cache, _, mask, pos = prefill(model, rows, model.prefix_cache, use_cache=True)
     head = model.model.get_output_embeddings()
     logits = head(hidden[:, -1])  # (B, V)
     next_pos = pos[:, -1:] + 1  # (B, 1)

@@ -28,6 +28,7 @@ from .config import from_dict
 from .decoding import LogitsProcessor, Reasoning, reason_batch
 from .fingerprint import SEARCHR3_FILE, tokenizer_folder, weights_fingerprint
 from .precision import resolve_dtype
+from .prefix_cache import PrefixCache, prefill
 from .prompts import EMBED_TOKEN, Prompt, PromptBuilder, validate_texts
 from .readout import embed_token_states
 from .st_compat import SentenceTransformerMixin
@@ -119,6 +120,7 @@ class SearchR3(SentenceTransformerMixin):
         self.embed_token_id = tokenizer.convert_tokens_to_ids(EMBED_TOKEN)
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.prompts = PromptBuilder(tokenizer, self.config.max_length, self.config.query_max_length)
+        self.prefix_cache = PrefixCache(self.prompts.prefixes)  # set .enabled = False to run full prompts
         self._backbone = model.get_decoder()
         self._cache_kw = _kwarg_name(self._backbone.forward, "cache", "past_key_values")
         self._weights_source: str | None = None  # the name or folder the weights were loaded from
@@ -353,8 +355,7 @@ class SearchR3(SentenceTransformerMixin):
         with torch.inference_mode(), tqdm(total=len(prompts), desc=desc, unit="text", disable=not show) as bar:
             for start in range(0, len(order), bs):
                 idx = order[start:start + bs]
-                ids, mask, pos = self.collate([prompts[i].ids for i in idx])
-                hidden, _ = self.hidden_states(ids, mask, pos)
+                hidden, _, ids, _, _ = prefill(self, [prompts[i].ids for i in idx], self.prefix_cache)
                 out[idx] = embed_token_states(hidden, ids, self.embed_token_id).cpu().numpy()
                 bar.update(len(idx))
         return out

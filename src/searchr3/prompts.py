@@ -112,6 +112,11 @@ class PromptBuilder:
             self.max_length, self.query_max_length)  # so caches keyed before queries had their own stay valid
         return hashlib.sha256(repr((parts, *lengths)).encode()).hexdigest()[:16]
 
+    @property
+    def prefixes(self) -> list[list[int]]:
+        """Each prompt kind's leading ids, the same for every text (reused as a KV prefix: `prefix_cache`)."""
+        return [list(t.prefix) for t in self._templates.values()]
+
     def _template(self, system: str, prefill: str) -> _Template:
         before, after = render_chat(self.tokenizer, system, prefill)
         encode = lambda s: self.tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731

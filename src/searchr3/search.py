@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 
 from .data import Document
+from .decoding import Reasoning
 from .hybrid import HybridConfig, fuse
 from .index import VectorIndex
 from .lexical import BM25Index
@@ -64,12 +66,18 @@ def search(model: SearchR3, index: VectorIndex, queries: Sequence[str], k: int =
     default one is built here.
     """
     index.check_model(model.name, model.dim, model.weights_fingerprint)
-    traces = None
-    if reasoning:
-        traces = model.reason(queries)
-        vectors = model.stack(traces)
-    else:
-        vectors = model.embed_queries(queries)
+    traces = model.reason(queries) if reasoning else None
+    vectors = model.stack(traces) if reasoning else model.embed_queries(queries)
+    return rank(index, queries, vectors, k, traces, hybrid, hybrid_config, lexical)
+
+
+def rank(index: VectorIndex, queries: Sequence[str], vectors: np.ndarray, k: int = 10,
+         traces: Sequence[Reasoning] | None = None, hybrid: bool = False,
+         hybrid_config: HybridConfig | None = None, lexical: BM25Index | None = None) -> list[SearchResult]:
+    """The top-k hits of queries already embedded (`vectors`, one row each; `traces` when they reasoned).
+
+    `search` without the model: the service embeds on its model thread and ranks under the index's lock.
+    """
     config = hybrid_config or HybridConfig()
     scores, ids = index.search(vectors, config.depth if hybrid else k)
     ranked = [{d: float(s) for d, s in zip(ids[n], scores[n]) if d is not None} for n in range(len(queries))]

@@ -1,8 +1,10 @@
 """HTTP service: OpenAI-compatible embeddings, search and document upserts over one live index.
 
-One model and one index serve every client. Requests run in FastAPI's thread pool and take a
-single lock around the model and the index, so concurrent clients are serialised: no request
-sees a half-applied write, and every answer equals what a lone client would get. Writes go
+One model and one index serve every client. Requests run in FastAPI's thread pool; their model
+work goes to one model thread (`microbatch`), which gathers concurrent requests of one kind for a
+few milliseconds (`batch_wait_ms`) and runs them as one batch, so eight clients get more than one
+client's throughput; a batched vector equals a lone request's up to float rounding. The index
+sits behind one lock, so writes are serialised and no request sees a half-applied write. Writes go
 through `DurableIndex`: an acknowledged upsert or delete is a committed SQLite transaction, so it
 survives `kill -9`, and a write that could not commit is answered with an error (507 when the
 disk is full) and never applied.
@@ -55,7 +57,8 @@ from .api_schemas import (DeleteResponse, DocumentOut, DocumentsResponse, Embedd
                           error_response)
 from .auth import BearerAuth, document_auth, exposure_warning
 from .guards import BodyLimit, HostGuard, allowed_hosts
-from .search import lexical_index, search as search_index
+from .microbatch import MicroBatcher
+from .search import lexical_index, rank
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,10 @@ class ServeConfig:
     # A text longer than the model keeps (its max_length tokens): "report" embeds the kept part and
     # says so per item in the response; "refuse" answers 413 and embeds nothing.
     overlong: str = field(default="report", metadata={"choices": ("report", "refuse")})
+    # Concurrent embedding requests of one kind are gathered for up to this long and run as one batch
+    # (0: only requests already waiting are gathered).
+    batch_wait_ms: float = field(default=5.0, metadata={"ge": 0})
+    batch_max_texts: int = field(default=64, metadata={"ge": 1})  # texts gathered into one model call
 
 
 class ServiceError(Exception):
@@ -164,7 +171,7 @@ def store_errors():
 
 # ---------------------------------------------------------------------------- service
 class Service:
-    """The model, the live index and the lock that serialises every use of them.
+    """The model (behind its micro-batching thread), the live index and the lock that serialises its use.
 
     Hybrid search's BM25 side is built from the documents the index stores, so it recovers
     from a crash with them (the database holds the documents, not only the vectors). bm25s
@@ -180,7 +187,8 @@ class Service:
                  hybrid: HybridConfig | None = None):
         self.model, self.config = model, config or ServeConfig()
         self.hybrid = hybrid or HybridConfig()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the index; the model and tokenizer belong to the batcher's thread
+        self.batcher = MicroBatcher(model, self.config.batch_wait_ms, self.config.batch_max_texts)
         self.store = DurableIndex.open(index_dir, model.name, model.dim, self.config.index_kind,
                                        self.config.snapshot_every, fingerprint=model.weights_fingerprint)
         self._lexical: BM25Index | None = None  # BM25 over the stored documents; None: rebuild at next use
@@ -218,17 +226,16 @@ class Service:
     def embeddings(self, req) -> EmbeddingResponse:
         self.check_model(req.model)
         texts = [req.input] if isinstance(req.input, str) else list(req.input)
+        cut, tokens = self.batcher.call(lambda: (self.cut_texts(texts, req.input_type, "input"),
+                                                 self.token_count(texts)))
         traces = None
-        with self.lock:
-            cut = self.cut_texts(texts, req.input_type, "input")
-            if req.input_type == "document":
-                vectors = self.model.embed_documents(texts, show_progress=False)
-            elif req.reasoning:
-                traces = self.model.reason(texts, show_progress=False)
-                vectors = self.model.stack(traces)
-            else:
-                vectors = self.model.embed_queries(texts, show_progress=False)
-            tokens = self.token_count(texts)
+        if req.input_type == "document":
+            vectors = self.batcher.run("document", texts)
+        elif req.reasoning:
+            traces = self.batcher.run("reasoning", texts)
+            vectors = self.model.stack(traces)
+        else:
+            vectors = self.batcher.run("query", texts)
         data = []
         for i, vector in enumerate(vectors):
             embedding = (base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
@@ -240,11 +247,14 @@ class Service:
                                                                                 total_tokens=tokens))
 
     def search(self, req) -> SearchResponse:
+        cut = self.batcher.call(lambda: self.cut_texts([req.query], "query", "query"))[0]
+        traces = self.batcher.run("reasoning", [req.query]) if req.reasoning else None
+        vectors = self.model.stack(traces) if traces else self.batcher.run("query", [req.query])
         with self.lock:
-            cut = self.cut_texts([req.query], "query", "query")[0]
-            result = search_index(self.model, self.store.index, [req.query], k=req.k, reasoning=req.reasoning,
-                                  hybrid=req.hybrid, hybrid_config=self.hybrid,
-                                  lexical=self.lexical() if req.hybrid else None)[0]
+            index = self.store.index
+            index.check_model(self.model.name, self.model.dim, self.model.weights_fingerprint)
+            result = rank(index, [req.query], vectors, k=req.k, traces=traces, hybrid=req.hybrid,
+                          hybrid_config=self.hybrid, lexical=self.lexical() if req.hybrid else None)[0]
         hits = [SearchHit(id=h.id, score=h.score, title=h.title, text=h.text) for h in result.hits]
         return SearchResponse(query=req.query, model=self.model.name, hits=hits, truncated=cut, trace=result.trace,
                               forced=result.forced)
@@ -254,9 +264,9 @@ class Service:
         docs = list({d.id: d for d in req.documents}.values())
         ids = [d.id for d in docs]
         texts = [document_text(d.title, d.text) for d in docs]
+        cut = self.batcher.call(lambda: self.cut_texts(texts, "document", "documents"))
+        vectors = self.batcher.run("document", texts)
         with self.lock:
-            cut = self.cut_texts(texts, "document", "documents")
-            vectors = self.model.embed_documents(texts, show_progress=False)
             self._lexical = None  # before the write: even a failed one may have changed the index
             with store_errors():
                 self.store.upsert(ids, vectors, [{"title": d.title, "text": d.text} for d in docs])
@@ -286,7 +296,8 @@ class Service:
                               uptime_seconds=round(time.time() - self.started, 3))
 
     def close(self) -> None:
-        """Snapshot and release the index (once; later calls do nothing)."""
+        """Stop the model thread, then snapshot and release the index (once; later calls do nothing)."""
+        self.batcher.close()
         with self.lock:
             if not self.closed:
                 self.closed = True

@@ -7,10 +7,11 @@ requests with 1 client and with 8 concurrent clients:
     /v1/embeddings  documents, direct queries, reasoning queries
     /v1/search      direct and reasoning queries (k=10)
 
-Then FAISS alone: p50/p99 of single-query top-10 search over N random 576-d unit vectors,
-exact (flat) and HNSW, with HNSW's build time and recall@10 against flat.
+Concurrent requests of one kind are micro-batched by the service (`serve.batch_wait_ms`), so the
+8-client rows show what batching buys; the last column is the 8-client throughput over 1 client's.
+FAISS alone over the model's own vectors is `benchmarks/ann.py`.
 
-    python benchmarks/serve.py                 # full run (1M vectors; ~20 min on 2 cores)
+    python benchmarks/serve.py                 # full run (~15 min on 2 cores)
     python benchmarks/serve.py --quick         # small counts, for a smoke check
 """
 
@@ -98,62 +99,20 @@ def bench_service(model: str, n_docs: int, per_client_1: int, per_client_8: int,
     return out
 
 
-def bench_faiss(n: int, dim: int, queries: int, hnsw_m: int, ef_construction: int, ef_search: int) -> dict:
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, dim), dtype=np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    q = rng.standard_normal((queries, dim), dtype=np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-
-    def latencies(index) -> tuple[list[float], np.ndarray]:
-        index.search(q[:5], 10)  # warm-up
-        times, found = [], []
-        for row in q:
-            start = time.perf_counter()
-            _, ids = index.search(row[None], 10)
-            times.append(time.perf_counter() - start)
-            found.append(ids[0])
-        return times, np.stack(found)
-
-    flat = faiss.IndexFlatIP(dim)
-    flat.add(x)
-    flat_times, truth = latencies(flat)
-    hnsw = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-    hnsw.hnsw.efConstruction = ef_construction
-    start = time.perf_counter()
-    hnsw.add(x)
-    build = time.perf_counter() - start
-    hnsw.hnsw.efSearch = ef_search
-    hnsw_times, found = latencies(hnsw)
-    recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]))
-    return {"vectors": n, "dim": dim, "queries": queries, "data": "random unit vectors (synthetic)",
-            "flat": {"p50_ms": round(1000 * percentile(flat_times, 50), 2),
-                     "p99_ms": round(1000 * percentile(flat_times, 99), 2)},
-            "hnsw": {"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search,
-                     "build_seconds": round(build, 1), "recall_at_10_vs_flat": round(recall, 3),
-                     "p50_ms": round(1000 * percentile(hnsw_times, 50), 3),
-                     "p99_ms": round(1000 * percentile(hnsw_times, 99), 3)}}
-
-
 def markdown(result: dict) -> str:
-    svc, fx = result["service"], result["faiss"]
-    lines = [f"# Service and FAISS speed ({result['machine']['cpu']}, {result['machine']['threads']} threads)", "",
+    svc = result["service"]
+    lines = [f"# Service speed ({result['machine']['cpu']}, {result['machine']['threads']} threads)", "",
              f"Model `{result['model']}`, max_length {result['max_length']}, one server process, single-text "
              f"requests over loopback HTTP; index of {svc['index_fill']['documents']} SciFact abstracts "
              f"(filled through POST /v1/documents in {svc['index_fill']['seconds']} s).", "",
-             "| workload | clients | requests | errors | requests/s | p50 ms | p99 ms |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| workload | clients | requests | errors | requests/s | p50 ms | p99 ms | × one client |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    single = {r["workload"]: r["requests_per_s"] for r in svc["rows"] if r["clients"] == 1}
     for r in svc["rows"]:
+        ratio = r["requests_per_s"] / single[r["workload"]] if single.get(r["workload"]) else float("nan")
         lines.append(f"| {r['workload']} | {r['clients']} | {r['requests']} | {r['errors']} | {r['requests_per_s']} "
-                     f"| {r['p50_ms']} | {r['p99_ms']} |")
-    h = fx["hnsw"]
-    lines += ["", f"FAISS top-10 search, one query at a time, over {fx['vectors']:,} {fx['data']} of dim {fx['dim']} "
-              f"({fx['queries']} queries):", "",
-              "| index | p50 ms | p99 ms | build s | recall@10 vs flat |", "|---|---:|---:|---:|---:|",
-              f"| flat (exact) | {fx['flat']['p50_ms']} | {fx['flat']['p99_ms']} | – | 1.000 |",
-              f"| HNSW M={h['m']}, efC={h['ef_construction']}, efS={h['ef_search']} | {h['p50_ms']} | {h['p99_ms']} "
-              f"| {h['build_seconds']} | {h['recall_at_10_vs_flat']} |", ""]
-    return "\n".join(lines)
+                     f"| {r['p50_ms']} | {r['p99_ms']} | {ratio:.2f}× |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -161,17 +120,12 @@ def main() -> None:
     p.add_argument("--model", default="searchr3-smollm2-135m-sft")
     p.add_argument("--max-length", type=int, default=128, help="text tokens kept per document/query")
     p.add_argument("--docs", type=int, default=200, help="SciFact abstracts put in the served index")
-    p.add_argument("--faiss-n", type=int, default=1_000_000)
-    p.add_argument("--faiss-queries", type=int, default=200)
-    p.add_argument("--hnsw-m", type=int, default=32)
-    p.add_argument("--ef-construction", type=int, default=40)
-    p.add_argument("--ef-search", type=int, default=64)
     p.add_argument("--quick", action="store_true", help="small counts (smoke check; numbers not for the README)")
     p.add_argument("--output", default=str(RESULTS / "serve"), help="output path without extension")
     args = p.parse_args()
     per1, per8 = (3, 2) if args.quick else (24, 6)
     if args.quick:
-        args.docs, args.faiss_n, args.faiss_queries = 32, 20_000, 50
+        args.docs = 32
     result = {"model": args.model, "max_length": args.max_length, "quick": args.quick,
               "machine": {"cpu": platform.processor() or platform.machine(), "threads": faiss.omp_get_max_threads(),
                           "python": platform.python_version()}}
@@ -180,8 +134,6 @@ def main() -> None:
         names = [line.split(":", 1)[1].strip() for line in cpu.read_text().splitlines() if line.startswith("model name")]
         result["machine"]["cpu"] = names[0] if names else result["machine"]["cpu"]
     result["service"] = bench_service(args.model, args.docs, per1, per8, args.max_length)
-    result["faiss"] = bench_faiss(args.faiss_n, 576, args.faiss_queries, args.hnsw_m, args.ef_construction,
-                                  args.ef_search)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")

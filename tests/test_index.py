@@ -100,3 +100,45 @@ def test_save_replaces_what_the_folder_held(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["faiss.index", "faiss.json", "index.db"]
 
 
+
+
+def test_auto_is_exact_until_hnsw_from_then_a_graph_that_survives_save_and_load(tmp_path):
+    x = _vectors(120)
+    ids = [str(i) for i in range(120)]
+    index = VectorIndex(16, "m", "auto", hnsw_from=100)
+    index.add(ids[:99], x[:99])
+    assert index.structure == "flat"
+    exact = index.search(x[:99], k=5)
+    index.add(ids[99:], x[99:])  # crosses hnsw_from: rebuilt as a graph holding every vector
+    assert index.structure == "hnsw" and len(index) == 120
+    _, hits = index.search(x, k=1)
+    assert list(hits[:, 0]) == ids
+    index.remove(ids[:30])  # a graph stays a graph while the process lives, whatever the size
+    assert index.structure == "hnsw" and "0" not in index.search(x[:1], k=10)[1][0]
+
+    index.save(tmp_path / "ix")
+    loaded = VectorIndex.load(tmp_path / "ix")
+    assert (loaded.kind, loaded.structure, loaded.hnsw["from"]) == ("auto", "flat", 100)  # 90 < 100: exact again
+    _, hits = loaded.search(x[30:], k=1)
+    assert list(hits[:, 0]) == ids[30:]
+    small = VectorIndex(16, "m", "auto", hnsw_from=100)
+    small.add(ids[:99], x[:99])
+    np.testing.assert_array_equal(small.search(x[:99], k=5)[1], exact[1])
+
+
+def test_auto_reuses_its_graph_snapshot_when_still_large(tmp_path, caplog):
+    import logging
+
+    from searchr3.durable import DurableIndex
+
+    x = _vectors(60)
+    index = VectorIndex(16, "m", "auto", hnsw_from=50)
+    index.add([str(i) for i in range(60)], x)
+    index.save(tmp_path / "ix")
+    with caplog.at_level(logging.WARNING):
+        live = DurableIndex.open(tmp_path / "ix", "m", 16, kind="flat")  # kind applies to a new folder only
+    assert caplog.text == ""  # the saved graph matched: no rebuild
+    assert (live.index.kind, live.index.structure, live.index.hnsw["from"]) == ("auto", "hnsw", 50)
+    live.upsert(["new"], _vectors(1, seed=5), [{"text": "n"}])
+    assert live.index.search(_vectors(1, seed=5), k=1)[1][0, 0] == "new"
+    live.close()

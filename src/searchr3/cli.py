@@ -126,7 +126,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     index = build_index(model, docs, kind=args.kind, show_progress=True)
     seconds = time.perf_counter() - start
     index.save(args.out)
-    print(f"indexed {len(index)} documents ({index.kind}, dim {index.dim}, model {index.model}) "
+    print(f"indexed {len(index)} documents ({index.kind}: {index.structure}, dim {index.dim}, model {index.model}) "
           f"in {seconds:.0f} s ({len(index) / seconds:.1f} docs/s) -> {args.out}")
     return 0
 
@@ -291,7 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", default=DEFAULT_MODEL, help=f"registered name or saved model folder (default {DEFAULT_MODEL})")
     b.add_argument("--corpus", required=True, help="corpus.jsonl[.gz], a BEIR folder or a bundled set name")
     b.add_argument("--out", required=True, help="index folder to write")
-    b.add_argument("--kind", default="flat", choices=["flat", "hnsw"], help="flat: exact; hnsw: approximate")
+    b.add_argument("--kind", default="auto", choices=["auto", "flat", "hnsw"],
+                   help="flat: exact; hnsw: approximate; auto: flat for small corpora, hnsw from "
+                        "searchr3.index.HNSW_FROM documents (chosen in benchmarks/results/ann.md)")
     b.add_argument("--limit", type=int, help="index only the first N documents")
     _add_model_options(b)
     b.set_defaults(func=cmd_index_build)

@@ -36,7 +36,7 @@ class DurableIndex:
         self._pending = 0  # committed writes not yet in the FAISS snapshot
 
     @classmethod
-    def open(cls, root: str | os.PathLike, model: str, dim: int, kind: str = "flat",
+    def open(cls, root: str | os.PathLike, model: str, dim: int, kind: str = "auto",
              snapshot_every: int = 1000, fingerprint: str | None = None) -> "DurableIndex":
         """Open (or create, empty) the index folder `root` for `model`.
 

@@ -21,7 +21,10 @@ from .legacy import is_legacy
 from .store import (DATABASE, DERIVED, FolderLock, IndexStore, Row, StoreDamagedError, StoreError, fsync_dir,
                     open_folder)
 
-KINDS = ("flat", "hnsw")
+KINDS = ("flat", "hnsw", "auto")
+# "auto": exact search until the index holds this many vectors, HNSW from then on. Chosen from
+# benchmarks/results/ann.md (the model's own vectors): below it an exact search is still fast.
+HNSW_FROM = 100_000
 SNAPSHOT, SIDECAR = DERIVED  # the FAISS structure and its record: which write it reflects, its digest
 
 
@@ -42,21 +45,27 @@ class VectorIndex:
         model: name or path of the model that produced the vectors; stored and shown in errors.
         fingerprint: the model's weight fingerprint (`SearchR3.weights_fingerprint`); stored and
             checked, since a name (an alias, a retrained folder) can come to mean other weights.
-        kind: "flat" (exact, the default) or "hnsw" (approximate, for large corpora).
+        kind: "flat" (exact), "hnsw" (approximate) or "auto" (flat until `hnsw_from` vectors, then
+            HNSW, rebuilt once when an add crosses the size: the default of the CLI and the service).
         hnsw_m: HNSW graph degree M (FAISS default 32).
         ef_construction: HNSW build-time beam width.
         ef_search: HNSW query-time beam width; larger is more exact and slower.
+        hnsw_from: with kind "auto", the size from which the index is an HNSW graph.
     """
 
     def __init__(self, dim: int, model: str, kind: str = "flat", hnsw_m: int = 32,
-                 ef_construction: int = 200, ef_search: int = 128, fingerprint: str | None = None):
+                 ef_construction: int = 200, ef_search: int = 128, fingerprint: str | None = None,
+                 hnsw_from: int = HNSW_FROM):
         if kind not in KINDS:
             raise ValueError(f"unknown index kind {kind!r}; use one of {', '.join(KINDS)}")
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
         self.dim, self.model, self.kind = int(dim), str(model), kind
         self.fingerprint = fingerprint
-        self.hnsw = {"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
+        if hnsw_from < 1:
+            raise ValueError(f"hnsw_from must be >= 1, got {hnsw_from}")
+        self.hnsw = {"m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search, "from": hnsw_from}
+        self.structure = "hnsw" if kind == "hnsw" else "flat"  # what the FAISS index is now
         self._index = self._new_faiss()
         self._ids: dict[int, str] = {}  # faiss label -> string id (live entries only)
         self._labels: dict[str, int] = {}  # string id -> faiss label
@@ -65,7 +74,7 @@ class VectorIndex:
         self.documents: dict[str, dict] = {}  # string id -> stored fields (title, text)
 
     def _new_faiss(self) -> faiss.Index:
-        if self.kind == "flat":
+        if self.structure == "flat":
             base = faiss.IndexFlatIP(self.dim)
         else:
             base = faiss.IndexHNSWFlat(self.dim, self.hnsw["m"], faiss.METRIC_INNER_PRODUCT)
@@ -153,6 +162,16 @@ class VectorIndex:
             self._labels[doc_id] = label
             if documents is not None:
                 self.documents[doc_id] = dict(documents[k])
+        if self.structure != self._structure_for(len(self)):  # "auto" grew past hnsw_from
+            self.structure = "hnsw"
+            self._rebuild()
+
+    def _structure_for(self, size: int) -> str:
+        """The FAISS structure an index of this kind holds at `size` vectors (auto never steps back:
+        removals leave a graph a graph, so the structure changes at most once per process)."""
+        if self.kind == "auto":
+            return "hnsw" if size >= self.hnsw["from"] or self.structure == "hnsw" else "flat"
+        return self.kind
 
     def remove(self, ids: Sequence[str]) -> int:
         """Remove ids; returns how many were present. HNSW marks them deleted (rebuilt when many)."""
@@ -161,7 +180,7 @@ class VectorIndex:
             self.documents.pop(self._ids.pop(label), None)
         if not labels:
             return 0
-        if self.kind == "flat":
+        if self.structure == "flat":
             self._index.remove_ids(np.asarray(labels, dtype=np.int64))
         else:
             self._deleted.update(labels)
@@ -172,7 +191,7 @@ class VectorIndex:
     def _rebuild(self) -> None:
         """Re-create the FAISS structure from the live vectors (drops HNSW tombstones)."""
         labels = np.asarray(sorted(self._ids), dtype=np.int64)
-        vectors = np.stack([self._index.reconstruct(int(x)) for x in labels]) if len(labels) else None
+        vectors = self._index.reconstruct_batch(labels) if len(labels) else None
         self._index = self._new_faiss()
         self._deleted.clear()
         if vectors is not None:
@@ -255,7 +274,7 @@ class VectorIndex:
             fsync_file(tmp)
             digest = file_digest(tmp)
             os.replace(tmp, root / SNAPSHOT)
-            sidecar = {"seq": seq, "count": len(self), "digest": digest, "kind": self.kind}
+            sidecar = {"seq": seq, "count": len(self), "digest": digest, "kind": self.structure}
             tmp.write_text(json.dumps(sidecar) + "\n")
             fsync_file(tmp)
             os.replace(tmp, root / SIDECAR)
@@ -270,13 +289,14 @@ class VectorIndex:
         meta = store.meta()
         h = meta["hnsw"]
         index = cls(meta["dim"], meta["model"], meta["kind"], h["m"], h["ef_construction"], h["ef_search"],
-                    fingerprint=meta.get("fingerprint"))
+                    fingerprint=meta.get("fingerprint"), hnsw_from=h.get("from", HNSW_FROM))
         store.check_structure()
         rows = list(store.rows())  # each row's digest is checked as it is read
         for row in rows:
             index._ids[row.label] = row.id
             index._labels[row.id] = row.label
             index.documents[row.id] = row.fields
+        index.structure = index._structure_for(len(rows))
         index._next_label = max(store.next_label(), max(index._ids, default=-1) + 1)
         reason = index._read_snapshot(root, meta["seq"])
         if reason is not None:
@@ -295,7 +315,7 @@ class VectorIndex:
                     f"{root / DATABASE} holds writes up to {seq}, but {root / SIDECAR} reflects write "
                     f"{sidecar['seq']}: acknowledged writes are missing from the database (was it replaced by an "
                     "older copy, or its -wal file lost?); restore it, or run `searchr3 index repair` to accept the loss")
-            if sidecar.get("seq") != seq or sidecar.get("count") != len(self) or sidecar.get("kind") != self.kind:
+            if sidecar.get("seq") != seq or sidecar.get("count") != len(self) or sidecar.get("kind") != self.structure:
                 return f"snapshot is stale (write {sidecar.get('seq')}, store at write {seq})"
             if file_digest(root / SNAPSHOT) != sidecar.get("digest"):
                 return "snapshot file does not match its digest"
@@ -308,10 +328,10 @@ class VectorIndex:
             return f"snapshot unreadable ({type(e).__name__}: {e})"
         held = set(faiss.vector_to_array(loaded.id_map).tolist()) if hasattr(loaded, "id_map") else set()
         live = set(self._ids)
-        if loaded.d != self.dim or not live <= held or (self.kind == "flat" and held != live):
+        if loaded.d != self.dim or not live <= held or (self.structure == "flat" and held != live):
             return "snapshot does not hold the stored documents"
         self._index = loaded
-        if self.kind == "hnsw":
+        if self.structure == "hnsw":
             faiss.downcast_index(loaded.index).hnsw.efSearch = self.hnsw["ef_search"]
         self._deleted = held - live
         return None

@@ -32,7 +32,7 @@ class SearchResult:
     forced: bool | None = None  # whether the embed token had to be appended
 
 
-def build_index(model: SearchR3, documents: Sequence[Document], kind: str = "flat",
+def build_index(model: SearchR3, documents: Sequence[Document], kind: str = "auto",
                 batch_size: int | None = None, show_progress: bool | None = None) -> VectorIndex:
     """Embed every document with `model` and return an index tagged with its name and weight fingerprint."""
     vectors = model.embed_documents([document_text(d.title, d.text) for d in documents],

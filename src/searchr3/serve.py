@@ -70,7 +70,8 @@ class ServeConfig:
     max_batch: int = field(default=64, metadata={"ge": 1})  # texts per /v1/embeddings, documents per /v1/documents
     max_chars: int = field(default=20_000, metadata={"ge": 1})  # characters per text (longer: rejected, not cut)
     max_k: int = field(default=100, metadata={"ge": 1})  # hits per search
-    index_kind: str = field(default="flat", metadata={"choices": KINDS})  # a new index: flat (exact) or hnsw
+    # A new index: flat (exact), hnsw (approximate), or auto (flat until index.HNSW_FROM documents, then hnsw).
+    index_kind: str = field(default="auto", metadata={"choices": KINDS})
     snapshot_every: int = field(default=1000, metadata={"ge": 1})  # writes between FAISS snapshots (derived state)
     # Clients must send `Authorization: Bearer <api_key>`; None: no check. Prefer
     # `--api-key` or $SEARCHR3_API_KEY to writing the key into a config file.

@@ -75,9 +75,9 @@ def torchao_smoothquant(model: nn.Module, names: set[str], calibrate, alpha: flo
 
     keep = lambda m, fqn: fqn in names  # noqa: E731
     base = Int8DynamicActivationInt8WeightConfig()
-    quantize_(model, SmoothQuantConfig(base, step="prepare", alpha=alpha), filter_fn=keep)
+    quantize_(model, SmoothQuantConfig(base, step="prepare", alpha=alpha, use_running_absmax=True), filter_fn=keep)
     calibrate(model)
-    quantize_(model, SmoothQuantConfig(base, step="convert", alpha=alpha), filter_fn=None)
+    quantize_(model, SmoothQuantConfig(base, step="convert", alpha=alpha, use_running_absmax=True), filter_fn=None)
     return model
 
 

@@ -1,10 +1,12 @@
 """Throughput of searchr3 on this machine; writes benchmarks/results/throughput.{json,md}.
 
 Measures: matmul GFLOP/s (the roofline), document encoding (fp32 and bf16, batch 1/8/32,
-SciFact abstracts cut to 128 text tokens), prompt-prefix reuse on vs off, reasoning queries/min at a 64-token budget,
+SciFact abstracts cut to 128 text tokens; bf16 timed in full only where the CPU has it natively),
+a plain transformers forward of the same model as the peer, prompt-prefix reuse on vs off,
+reasoning queries/min at a 64-token budget at batch 8, 32 and 64 (fp32, and bf16 where native),
 one-pass reasoning vs generate-then-re-encode, and all-MiniLM-L6-v2 on the same passages.
 
-    python benchmarks/throughput.py            # full run (~15 min on 2 cores)
+    python benchmarks/throughput.py            # full run (~30 min on 2 cores)
     python benchmarks/throughput.py --quick    # smaller counts, for a smoke check
 """
 
@@ -60,6 +62,27 @@ def bench_documents(model: SearchR3, texts: list[str], batch: int) -> dict:
     model.embed_documents(texts[:batch], batch_size=batch, show_progress=False)  # warm-up (oneDNN, allocator)
     _, seconds = timed(model.embed_documents, texts, batch_size=batch, show_progress=False)
     tokens = sum(len(model.prompts.document(t).ids) for t in texts)
+    return {"docs": len(texts), "seconds": seconds, "docs_per_s": len(texts) / seconds,
+            "tokens_per_doc": tokens / len(texts), "tokens_per_s": tokens / seconds}
+
+
+def bench_plain(model: SearchR3, texts: list[str], batch: int) -> dict:
+    """The peer: the same prompts through a plain transformers forward (no prefix reuse, no read-out
+    helpers), taking the last position's hidden state, as a hand-rolled embedder would."""
+    prompts = [model.prompts.document(t).ids for t in texts]
+    backbone = model.model.get_decoder()
+
+    def run() -> None:
+        for start in range(0, len(prompts), batch):
+            ids, mask, _ = model.collate(prompts[start:start + batch])
+            with torch.inference_mode():
+                backbone(input_ids=ids, attention_mask=mask).last_hidden_state[:, -1]
+
+    ids, mask, _ = model.collate(prompts[:batch])
+    with torch.inference_mode():
+        backbone(input_ids=ids, attention_mask=mask)  # warm-up
+    _, seconds = timed(run)
+    tokens = sum(len(p) for p in prompts)
     return {"docs": len(texts), "seconds": seconds, "docs_per_s": len(texts) / seconds,
             "tokens_per_doc": tokens / len(texts), "tokens_per_s": tokens / seconds}
 
@@ -158,16 +181,23 @@ def main() -> None:
     report["model"] = {"name": model.name, "params": total_params, "matmul_params": matmul_params}
 
     report["documents"] = {}
+    native = cpu_supports_bf16()
     for dtype in ("fp32", "bf16"):
         if dtype == "bf16":
             model.model.to(torch.bfloat16)
         for batch in (1, 8, 32):
-            # bf16 without native support is ~50x slower: time one batch of each size only
-            subset = texts[: batch * (1 if dtype == "bf16" else max(1, n_docs // batch))][: n_docs]
+            # bf16 without native support is ~50x slower: there, time one batch of each size only
+            full = dtype == "fp32" or native
+            subset = texts[: batch * (max(1, n_docs // batch) if full else 1)][: n_docs]
             print(f"documents {dtype} batch {batch} ({len(subset)} docs) ...", flush=True)
             r = bench_documents(model, subset, batch)
             r["roofline_fraction"] = 2 * matmul_params * r["tokens_per_s"] / (peak * 1e9)
             report["documents"][f"{dtype}/b{batch}"] = r
+        if dtype == "fp32":
+            print("plain transformers forward, fp32 batch 8 ...", flush=True)
+            r = bench_plain(model, texts, 8)
+            r["roofline_fraction"] = 2 * matmul_params * r["tokens_per_s"] / (peak * 1e9)
+            report["documents"]["transformers fp32/b8"] = r
     model.model.to(torch.float32)
 
     print("prompt-prefix reuse ...", flush=True)
@@ -176,19 +206,22 @@ def main() -> None:
     report["reasoning"] = {}
     report["one_pass_vs_reencode"] = {}
     long_queries = list(read_queries(resolve_dataset("birco-wtb")).values())
-    runs = [("scifact", 1, 3 if args.quick else 4), ("scifact", 8, 8 if args.quick else 16),
-            ("scifact", 32, 32), ("birco-wtb", 8, 8)]
-    for source, batch, n in runs:
-        if args.quick and batch == 32:
+    runs = [("fp32", "scifact", 1, 3 if args.quick else 4), ("fp32", "scifact", 8, 8 if args.quick else 16),
+            ("fp32", "scifact", 32, 32), ("fp32", "scifact", 64, 64), ("fp32", "birco-wtb", 8, 8)]
+    if native:  # decoding reads every weight per token: half the bytes should show
+        runs += [("bf16", "scifact", 8, 16), ("bf16", "scifact", 32, 32), ("bf16", "scifact", 64, 64)]
+    for dtype, source, batch, n in runs:
+        if args.quick and batch >= 32:
             continue
+        model.model.to(torch.bfloat16 if dtype == "bf16" else torch.float32)
         queries = (queries_all if source == "scifact" else long_queries)[:n]
-        key = f"{source}/b{batch}"
+        key = f"{source}/b{batch}" + ("" if dtype == "fp32" else f" {dtype}")
         print(f"reasoning {key} ({n} queries, budget {budget}) ...", flush=True)
         r = bench_reasoning(model, queries, batch, budget)
         ours = r.pop("_results")
         r["mean_prompt_tokens"] = float(np.mean([len(model.prompts.reasoning(q).ids) for q in queries]))
         report["reasoning"][key] = r
-        if batch in (1, 8):
+        if batch in (1, 8) and dtype == "fp32":
             print(f"generate-then-re-encode {key} ...", flush=True)
             (vectors, tokens), seconds = timed(generate_then_reencode, model, queries, batch, budget)
             same = [a.token_ids == b for a, b in zip(ours, tokens)]

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -206,6 +205,7 @@ def main() -> None:
     args = parser.parse_args()
     from searchr3 import DEFAULT_MODEL
     from searchr3.index import VectorIndex
+    from searchr3.precision import cpu_name
 
     if args.quick:
         args.sizes, args.queries, args.all_builds_max = [10_000, 30_000], 300, 10_000
@@ -214,7 +214,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     queries = queries[rng.choice(len(queries), min(args.queries, len(queries)), replace=False)]
     base, made = expand(docs, max(args.sizes), args.seed)
-    report = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    report = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                           "faiss": faiss.__version__, "faiss_threads": faiss.omp_get_max_threads()},
               "vectors": {**info, "real_documents": len(docs), "queries": len(queries), "expansion": made,
                           "spread_real": spread(docs, rng, 20_000),

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from searchr3 import metrics as M
 from searchr3.baselines import Retrieval
 from searchr3.data import load_dataset
 from searchr3.evaluate import RetrievalEvaluator
-from searchr3.precision import cpu_supports_bf16
+from searchr3.precision import cpu_name, cpu_supports_bf16
 from searchr3.prompts import document_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -101,15 +100,6 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             write(report, Path(args.output))
         del model
-
-
-def cpu_name() -> str:
-    cpu = Path("/proc/cpuinfo")
-    if cpu.is_file():
-        for line in cpu.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def write(report: dict, out: Path) -> None:

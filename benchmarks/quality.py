@@ -34,6 +34,7 @@ from searchr3.baselines import BM25Retriever, HybridRetriever, Retrieval
 from searchr3.data import load_dataset
 from searchr3.evaluate import RetrievalEvaluator, make_retrievers
 from searchr3.hybrid import load_hybrid_config
+from searchr3.precision import cpu_name, cpu_supports_bf16
 
 SETS = ("scifact", "birco-arguana", "birco-wtb", "rarb-alphanli", "wiki-known-item")
 SYSTEMS = ("searchr3-smollm2-135m-sft-v2", "searchr3-smollm2-135m-rl-v1", "searchr3-smollm2-135m-sft-v1", "minilm")
@@ -212,13 +213,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _cpu() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown CPU"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "CPU")
-    bf16 = "native bf16" if "avx512_bf16" in info else "no native bf16"
-    return f"{name}, {os.cpu_count()} cores, {bf16}"
+    bf16 = "native bf16" if cpu_supports_bf16() else "no native bf16"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {bf16}"
 
 
 if __name__ == "__main__":

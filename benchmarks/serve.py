@@ -34,6 +34,7 @@ import numpy as np
 
 from searchr3 import read_corpus, read_queries
 from searchr3.data import resolve_dataset
+from searchr3.precision import cpu_name
 from searchr3.service_process import ServiceProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -127,12 +128,8 @@ def main() -> None:
     if args.quick:
         args.docs = 32
     result = {"model": args.model, "max_length": args.max_length, "quick": args.quick,
-              "machine": {"cpu": platform.processor() or platform.machine(), "threads": faiss.omp_get_max_threads(),
+              "machine": {"cpu": cpu_name(), "threads": faiss.omp_get_max_threads(),
                           "python": platform.python_version()}}
-    cpu = Path("/proc/cpuinfo")
-    if cpu.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpu.read_text().splitlines() if line.startswith("model name")]
-        result["machine"]["cpu"] = names[0] if names else result["machine"]["cpu"]
     result["service"] = bench_service(args.model, args.docs, per1, per8, args.max_length)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -148,9 +148,9 @@ def main() -> None:
         results = {"before": run_side("before", Path(tmp) / "src", args.n)}
         results["after"] = run_side("after", ROOT / "src", args.n)
         http = http_sides({"before": Path(tmp) / "src", "after": ROOT / "src"}, args.http_n) if args.http_n else {}
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    record = {"machine": {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()},
+    from searchr3.precision import cpu_name  # the parent only: workers import the side they measure
+
+    record = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
               "before_revision": git("rev-parse", "--short", before), "n": args.n, **results,
               "http_upsert": {"n": args.http_n, **http}}
     RESULTS.mkdir(exist_ok=True)

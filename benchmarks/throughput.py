@@ -16,7 +16,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 
 from searchr3 import EmbedConfig, SearchR3, embed_token_states, read_corpus, read_queries
 from searchr3.data import resolve_dataset
-from searchr3.precision import cpu_supports_bf16
+from searchr3.precision import cpu_name, cpu_supports_bf16
 from searchr3.prompts import document_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -165,7 +164,7 @@ def main() -> None:
     texts = passages(n_docs)
     queries_all = list(read_queries(resolve_dataset("scifact")).values())
 
-    report: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    report: dict = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                                 "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                                 "native_bf16": cpu_supports_bf16()}}
     print("matmul roofline ...", flush=True)

@@ -162,8 +162,9 @@ class VectorIndex:
             self._labels[doc_id] = label
             if documents is not None:
                 self.documents[doc_id] = dict(documents[k])
-        if self.structure != self._structure_for(len(self)):  # "auto" grew past hnsw_from
-            self.structure = "hnsw"
+        structure = self._structure_for(len(self))
+        if structure != self.structure:  # "auto" grew past hnsw_from: the graph is built once, here
+            self.structure = structure
             self._rebuild()
 
     def _structure_for(self, size: int) -> str:

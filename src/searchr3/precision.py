@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import torch
+
+
+def cpu_name() -> str:
+    """The CPU's model name (benchmarks state what they ran on: these machines vary)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()
 
 
 def cpu_supports_bf16() -> bool:

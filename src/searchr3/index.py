@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ from . import assets
 from .legacy import is_legacy
 from .store import (DATABASE, DERIVED, FolderLock, IndexStore, Row, StoreDamagedError, StoreError, fsync_dir,
                     open_folder)
+
+log = logging.getLogger(__name__)
 
 KINDS = ("flat", "hnsw", "auto")
 # "auto": exact search until the index holds this many vectors, HNSW from then on. Chosen from
@@ -164,6 +167,8 @@ class VectorIndex:
                 self.documents[doc_id] = dict(documents[k])
         structure = self._structure_for(len(self))
         if structure != self.structure:  # "auto" grew past hnsw_from: the graph is built once, here
+            log.info("index of %d vectors reached hnsw_from (%d): building its HNSW graph once (this write waits)",
+                     len(self), self.hnsw["from"])
             self.structure = structure
             self._rebuild()
 

@@ -17,6 +17,7 @@ from .modeling import EmbedConfig, SearchR3
 from .readout import embed_token_states
 from .mteb_encoder import MTEBEncoder
 from .prompts import EMBED_TOKEN, PromptBuilder, document_text
+from .quantization import quantize_int8
 from .search import Hit, SearchResult, build_index, search
 from .service_process import ServiceProcess
 from . import ict, wiki, wordnet  # register their sets with data.resolve_dataset (each built on first use)
@@ -27,7 +28,7 @@ __all__ = [
     "ALIASES", "BUNDLED_MODELS", "ConfigError", "DEFAULT_MODEL", "DataError", "Document", "EMBED_TOKEN", "EmbedConfig",
     "Hit", "HybridConfig", "IndexMismatchError", "MTEBEncoder", "PromptBuilder", "RELEASED_MODELS", "Reasoning", "SearchR3",
     "SearchResult", "ServiceProcess", "VectorIndex", "build_index", "document_text", "embed_token_states",
-    "read_corpus", "read_qrels", "read_queries", "registered_names", "resolve_model", "search", *_SERVICE,
+    "quantize_int8", "read_corpus", "read_qrels", "read_queries", "registered_names", "resolve_model", "search", *_SERVICE,
 ]
 
 def __getattr__(name: str):

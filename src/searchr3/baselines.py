@@ -121,7 +121,7 @@ class SearchR3Retriever:
         c = self.model.config
         return {"name": self.model.name, "fingerprint": self.model.fingerprint, "reasoning": self.reasoning,
                 "max_length": c.max_length, "query_max_length": c.query_length, "reasoning_tokens": c.reasoning_tokens,
-                "dtype": str(next(self.model.model.parameters()).dtype).replace("torch.", "")}
+                "dtype": self.model.precision}
 
     def retrieve(self, corpus: Sequence[Document], queries: Mapping[str, str], k: int = 100) -> Retrieval:
         start = time.perf_counter()

@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
 from . import assets
 
 SEARCHR3_FILE = "searchr3.json"
@@ -77,4 +79,26 @@ def weights_fingerprint(name_or_path: str | os.PathLike) -> str:
         if base is None:
             raise FileNotFoundError(f"{folder}: an adapter folder needs {SEARCHR3_FILE} naming its base")
         h.update(f"base|{weights_fingerprint(base)}".encode())
+    return h.hexdigest()
+
+
+def plain_tensors(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """The plain tensors a tensor stands for: itself, or a subclass's inner tensors (torchao's int8
+    weights hold int8 values, scales and pre-scales), so their bytes can be hashed."""
+    if type(tensor) in (torch.Tensor, torch.nn.Parameter):
+        return [tensor]
+    names, _ = tensor.__tensor_flatten__()
+    return [t for n in names for t in plain_tensors(getattr(tensor, n))]
+
+
+def tensors_digest(state_dict: dict[str, torch.Tensor], extra: str, as_fp32: bool = False) -> str:
+    """A 16-hex-digit hash of loaded tensors (by name) and `extra`: their bytes as stored, or as
+    fp32 values (the same in every dtype), for models that have no files behind them."""
+    h = hashlib.blake2b(digest_size=8)
+    for name, tensor in sorted(state_dict.items()):
+        h.update(name.encode())
+        for part in plain_tensors(tensor):
+            part = part.detach().to("cpu", torch.float32) if as_fp32 else part.detach().cpu().contiguous().view(torch.uint8)
+            h.update(part.contiguous().numpy().tobytes())
+    h.update(extra.encode())
     return h.hexdigest()

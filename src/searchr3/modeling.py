@@ -8,7 +8,6 @@ saves and batches; the reasoning decode loop is `decoding`, the dtype choice `pr
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import json
 import os
@@ -26,7 +25,7 @@ from tqdm.auto import tqdm
 from . import assets
 from .config import from_dict
 from .decoding import LogitsProcessor, Reasoning, reason_batch
-from .fingerprint import SEARCHR3_FILE, tokenizer_folder, weights_fingerprint
+from .fingerprint import SEARCHR3_FILE, tensors_digest, tokenizer_folder, weights_fingerprint
 from .precision import resolve_dtype
 from .prefix_cache import PrefixCache, prefill
 from .prompts import EMBED_TOKEN, Prompt, PromptBuilder, validate_texts
@@ -137,15 +136,20 @@ class SearchR3(SentenceTransformerMixin):
                 released adapters such as "searchr3-smollm2-135m-sft-v2", and aliases such as
                 "searchr3-smollm2-135m-sft", which load the latest release) or a folder. Default:
                 the best released adapter (`searchr3.DEFAULT_MODEL`).
-            dtype: "auto" (bf16 where the hardware runs it fast, else fp32), "bf16" or "fp32".
+            dtype: "auto" (bf16 where the hardware runs it fast, else fp32), "bf16", "fp32", or
+                "int8" (CPU only, needs the `int8` extra: SmoothQuant-calibrated int8 weights and
+                activations, `searchr3.quantization`; calibration adds seconds to the load).
             device: "cpu", "cuda", ...; default: cuda when available, else cpu.
             config: inference settings; default: the settings saved with the model, else defaults.
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         folder = assets.resolve_model(name_or_path)
-        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        torch_dtype = resolve_dtype(dtype, dev)
+        int8 = dtype == "int8"
+        dev = torch.device(device or ("cpu" if int8 or not torch.cuda.is_available() else "cuda"))
+        if int8 and dev.type != "cpu":
+            raise ValueError(f"dtype='int8' runs on the CPU only, not on {dev}")
+        torch_dtype = torch.float32 if int8 else resolve_dtype(dtype, dev)
         meta_file = folder / SEARCHR3_FILE
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
         is_adapter = (folder / "adapter_config.json").is_file()
@@ -163,6 +167,10 @@ class SearchR3(SentenceTransformerMixin):
         name = assets.canonical_name(str(name_or_path)) if is_registered else str(Path(folder).resolve())
         base = meta.get("base", name) if meta else name
         loaded = cls(model.to(device=dev, dtype=torch_dtype), tokenizer, name, config, base=base)
+        if int8:
+            from .quantization import quantize_int8
+
+            quantize_int8(loaded)
         loaded._weights_source = name
         return loaded
 
@@ -271,12 +279,7 @@ class SearchR3(SentenceTransformerMixin):
     @functools.cached_property
     def fingerprint(self) -> str:
         """A short hash of the weights, tokenizer size and prompts: keys on-disk caches of outputs."""
-        h = hashlib.blake2b(digest_size=8)
-        for name, tensor in sorted(self.model.state_dict().items()):
-            h.update(name.encode())
-            h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-        h.update(f"{len(self.tokenizer)}|{self.prompts.fingerprint}".encode())
-        return h.hexdigest()
+        return tensors_digest(self.model.state_dict(), f"{len(self.tokenizer)}|{self.prompts.fingerprint}")
 
     @functools.cached_property
     def weights_fingerprint(self) -> str:
@@ -287,12 +290,16 @@ class SearchR3(SentenceTransformerMixin):
         """
         if self._weights_source is not None:
             return weights_fingerprint(self._weights_source)
-        h = hashlib.blake2b(digest_size=8)
-        for name, tensor in sorted(self.model.state_dict().items()):
-            h.update(name.encode())
-            h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        h.update(f"{len(self.tokenizer)}".encode())
-        return h.hexdigest()
+        return tensors_digest(self.model.state_dict(), f"{len(self.tokenizer)}", as_fp32=True)
+
+    @property
+    def precision(self) -> str:
+        """What the weights compute in: "int8" (quantised), else the parameters' dtype ("float32", ...)."""
+        from .quantization import is_quantized
+
+        if is_quantized(self.model):
+            return "int8"
+        return str(next(self.model.parameters()).dtype).replace("torch.", "")
 
     @property
     def device(self) -> torch.device:

@@ -23,10 +23,11 @@ import torch
 
 def weights_state(module: torch.nn.Module) -> tuple:
     """What changes when the function the module computes changes: each parameter's storage, in-place
-    version counter and dtype, and which adapters are active (peft's `set_adapter`, `disable_adapter`)."""
+    version counter, dtype and kind, and which adapters are active (peft's `set_adapter`,
+    `disable_adapter`). A quantised weight (a tensor subclass) reports storage 0, so its identity counts."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    params = tuple((p.data_ptr(), p._version, p.dtype) for p in module.parameters())
+    params = tuple((p.data_ptr() or id(p), p._version, p.dtype, type(p.data)) for p in module.parameters())
     adapters = tuple((m.disable_adapters, tuple(m.active_adapters), m.merged)
                      for m in module.modules() if isinstance(m, BaseTunerLayer))
     return params, adapters

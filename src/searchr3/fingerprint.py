@@ -98,7 +98,7 @@ def tensors_digest(state_dict: dict[str, torch.Tensor], extra: str, as_fp32: boo
     for name, tensor in sorted(state_dict.items()):
         h.update(name.encode())
         for part in plain_tensors(tensor):
-            part = part.detach().to("cpu", torch.float32) if as_fp32 else part.detach().cpu().contiguous().view(torch.uint8)
-            h.update(part.contiguous().numpy().tobytes())
+            part = part.detach().to("cpu", torch.float32 if as_fp32 else part.dtype).contiguous()
+            h.update(part.view(torch.uint8).numpy().tobytes())
     h.update(extra.encode())
     return h.hexdigest()

@@ -145,11 +145,8 @@ class SearchR3(SentenceTransformerMixin):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         folder = assets.resolve_model(name_or_path)
-        int8 = dtype == "int8"
-        dev = torch.device(device or ("cpu" if int8 or not torch.cuda.is_available() else "cuda"))
-        if int8 and dev.type != "cpu":
-            raise ValueError(f"dtype='int8' runs on the CPU only, not on {dev}")
-        torch_dtype = torch.float32 if int8 else resolve_dtype(dtype, dev)
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() and dtype != "int8" else "cpu"))
+        torch_dtype = resolve_dtype(dtype, dev)
         meta_file = folder / SEARCHR3_FILE
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
         is_adapter = (folder / "adapter_config.json").is_file()
@@ -167,7 +164,7 @@ class SearchR3(SentenceTransformerMixin):
         name = assets.canonical_name(str(name_or_path)) if is_registered else str(Path(folder).resolve())
         base = meta.get("base", name) if meta else name
         loaded = cls(model.to(device=dev, dtype=torch_dtype), tokenizer, name, config, base=base)
-        if int8:
+        if dtype == "int8":
             from .quantization import quantize_int8
 
             quantize_int8(loaded)
@@ -297,9 +294,7 @@ class SearchR3(SentenceTransformerMixin):
         """What the weights compute in: "int8" (quantised), else the parameters' dtype ("float32", ...)."""
         from .quantization import is_quantized
 
-        if is_quantized(self.model):
-            return "int8"
-        return str(next(self.model.parameters()).dtype).replace("torch.", "")
+        return "int8" if is_quantized(self.model) else str(next(self.model.parameters()).dtype).removeprefix("torch.")
 
     @property
     def device(self) -> torch.device:

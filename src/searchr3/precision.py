@@ -28,13 +28,20 @@ def cpu_supports_bf16() -> bool:
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """Map "auto" / "bf16" / "fp32" (or a torch dtype) to the dtype to run in."""
+    """Map "auto" / "bf16" / "fp32" / "int8" (or a torch dtype) to the dtype to load the weights in.
+
+    "int8" loads fp32 on the CPU, which `searchr3.quantization` then quantises.
+    """
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype == "int8":
+        if device.type != "cpu":
+            raise ValueError(f"dtype='int8' runs on the CPU only, not on {device}")
+        return torch.float32
     table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
     if dtype == "auto":
         fast_bf16 = device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
         return torch.bfloat16 if fast_bf16 else torch.float32
     if dtype not in table:
-        raise ValueError(f"unknown dtype {dtype!r}; use auto, bf16 or fp32")
+        raise ValueError(f"unknown dtype {dtype!r}; use auto, bf16, fp32 or int8")
     return table[dtype]

@@ -81,6 +81,8 @@ def test_a_stopped_round_resumes_without_regenerating(tiny_folder, tmp_path, mon
         raise AssertionError("candidates regenerated")
 
     monkeypatch.setattr(SearchR3, "reason", no_generation)
-    monkeypatch.setattr(SearchR3, "embed_documents", no_generation)  # the corpus vectors are cached too
+    monkeypatch.setattr(SearchR3, "embed_documents", no_generation)
+    for cached in (out / "rft").glob("corpus-*.npz"):  # a finished source needs no corpus vectors (not committed)
+        cached.unlink()
     again = train_rft(config, sft, tmp_path / "round", resume=True)
     assert json.loads((again / "train_summary.json").read_text())

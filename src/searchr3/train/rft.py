@@ -138,9 +138,11 @@ class RFTRound:
         seen = {(r["source"], r["query_id"]) for r in done}
         base = None
         for source, data in self.data.items():
+            todo = [q for q in sorted(data.queries) if (source, q) not in seen]
+            if not todo:  # a resumed round does not re-encode a finished source's corpus
+                continue
             corpus = self.corpus_vectors(source)
             rows = {d.id: i for i, d in enumerate(data.corpus)}
-            todo = [q for q in sorted(data.queries) if (source, q) not in seen]
             for start in range(0, len(todo), c.batch_queries):
                 qids = todo[start:start + c.batch_queries]
                 texts = [data.queries[q] for q in qids]

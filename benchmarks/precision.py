@@ -6,7 +6,7 @@ reported per set: nDCG@10, its difference from fp32 with a paired randomisation 
 of each document vector to its fp32 vector, and documents/s at the model's document length.
 The issue's bar for offering a dtype: nDCG@10 within 0.005 of fp32 on every set.
 
-    python benchmarks/precision.py                        # fp32, bf16 (where native), int8
+    python benchmarks/precision.py                        # fp32, bf16 and int8 where the CPU runs them fast
     python benchmarks/precision.py --dtypes fp32 int8 --sets scifact
 
 Writes benchmarks/results/precision.{json,md}.
@@ -30,7 +30,7 @@ from searchr3 import metrics as M
 from searchr3.baselines import Retrieval
 from searchr3.data import load_dataset
 from searchr3.evaluate import RetrievalEvaluator
-from searchr3.precision import cpu_name, cpu_supports_bf16
+from searchr3.precision import cpu_name, cpu_supports_bf16, cpu_supports_int8_dot
 from searchr3.prompts import document_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -59,13 +59,16 @@ class TimedRetriever:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--dtypes", nargs="+", default=None, help="default: fp32, bf16 where native, int8")
+    parser.add_argument("--dtypes", nargs="+", default=None, help="default: fp32, then bf16 and int8 where this CPU runs them fast")
     parser.add_argument("--sets", nargs="+", default=list(SETS))
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--docs", type=int, default=600)
     parser.add_argument("--output", default=str(RESULTS / "precision"), help="path without extension")
     args = parser.parse_args()
-    dtypes = args.dtypes or ["fp32", *(["bf16"] if cpu_supports_bf16() else []), "int8"]
+    # each low precision where this CPU runs it fast (without VNNI/AMX int8 is many times slower than
+    # fp32, see experiments/int8/, and its nDCG here would take hours); --dtypes forces any
+    dtypes = args.dtypes or ["fp32", *(["bf16"] if cpu_supports_bf16() else []),
+                             *(["int8"] if cpu_supports_int8_dot() else [])]
     if dtypes[0] != "fp32":
         parser.error("the first dtype is the reference and must be fp32")
     samples = {}
@@ -75,7 +78,8 @@ def main() -> None:
         samples[name] = data.sample(qids, max_docs=args.docs)
     report = {"model": args.model, "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                                                "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                                               "native_bf16": cpu_supports_bf16()},
+                                               "native_bf16": cpu_supports_bf16(),
+                                               "int8_dot": cpu_supports_int8_dot()},
               "queries": args.queries, "docs": args.docs, "rows": []}
     reference: dict[str, tuple[np.ndarray, dict]] = {}
     for dtype in dtypes:

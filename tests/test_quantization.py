@@ -106,3 +106,26 @@ def test_importing_torchao_after_searchr3_prints_nothing():
                           timeout=600)
     assert done.returncode == 0, done.stderr
     assert "Failed to load" not in done.stderr and "Enum subclass" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_int8_warns_where_the_cpu_has_no_int8_dot_product(tiny_folder, monkeypatch, caplog, fast):
+    from searchr3 import quantization
+
+    monkeypatch.setattr(quantization, "cpu_supports_int8_dot", lambda: fast)
+    with caplog.at_level("WARNING", logger="searchr3.quantization"):
+        model = SearchR3.from_pretrained(tiny_folder, dtype="int8")
+    assert is_quantized(model.model)  # it still works: the warning is about speed, not results
+    warned = [r for r in caplog.records if "no int8 dot-product" in r.getMessage()]
+    assert bool(warned) is not fast
+
+
+def test_cpu_flags_decide_int8_and_bf16(monkeypatch):
+    from searchr3 import precision
+
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})
+    assert precision.cpu_supports_int8_dot() and not precision.cpu_supports_bf16()
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "fma"})
+    assert not precision.cpu_supports_int8_dot() and not precision.cpu_supports_bf16()
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"amx_bf16", "amx_int8"})
+    assert precision.cpu_supports_int8_dot() and precision.cpu_supports_bf16()

@@ -18,13 +18,23 @@ def cpu_name() -> str:
     return names[0] if names else platform.processor() or platform.machine()
 
 
+def _cpu_flags() -> set[str]:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {f for line in info.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+
+
 def cpu_supports_bf16() -> bool:
     """True when the CPU has native bf16 matmul (avx512_bf16 or AMX); without it bf16 is far slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_supports_int8_dot() -> bool:
+    """True when the CPU has int8 dot-product instructions (VNNI or AMX). Without them torch's int8
+    matmul, which int8 inference runs on, falls back to a kernel many times slower than fp32."""
+    return bool(_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:

@@ -6,7 +6,7 @@ fallback; torch's older fbgemm dynamic int8 (`quantize_dynamic`, activations per
 kernels. This times one linear layer of each shape SmolLM2-135M has, at a batch of 8 documents of
 256 tokens, in each kind, in one run.
 
-    python experiments/int8/kernels.py --threads 2     # writes experiments/int8/kernels.json
+    python experiments/int8/int8_matmul.py --threads 2     # writes experiments/int8/int8_matmul.json
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=8 * 256)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--output", default=str(Path(__file__).with_name("kernels.json")))
+    parser.add_argument("--output", default=str(Path(__file__).with_name("int8_matmul.json")))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -237,8 +237,12 @@ class SearchR3(SentenceTransformerMixin):
     def _forget_fingerprints(self) -> None:
         """The weights changed: neither the loaded files nor cached hashes describe them any more."""
         self._weights_source = None
-        self.__dict__.pop("fingerprint", None)
+        self.outputs_changed()
         self.__dict__.pop("weights_fingerprint", None)
+
+    def outputs_changed(self) -> None:
+        """Prompts or arithmetic changed (e.g. quantisation): cached vectors keyed on `fingerprint` are stale."""
+        self.__dict__.pop("fingerprint", None)
 
     def load_trainable(self, folder: str | os.PathLike) -> None:
         """Load weights saved by `save_pretrained` into this (possibly PEFT-wrapped) model in place."""
@@ -265,7 +269,7 @@ class SearchR3(SentenceTransformerMixin):
         if query_max_length is not None:
             self.config.query_max_length = query_max_length
         self.prompts = PromptBuilder(self.tokenizer, max_length, self.config.query_max_length)
-        self.__dict__.pop("fingerprint", None)  # prompts are part of it
+        self.outputs_changed()  # prompts are part of the fingerprint
 
     # ------------------------------------------------------------------ properties
     @property

@@ -103,4 +103,4 @@ def quantize_int8(model: "SearchR3", documents: Sequence[str] | None = None, que
         if queries:
             model.embed_queries(list(queries), show_progress=False)
     quantize_(model.model, config("convert"), filter_fn=lambda m, fqn: isinstance(m, SmoothQuantObservedLinear))
-    model.__dict__.pop("fingerprint", None)  # cached outputs of the fp32 weights are not int8's
+    model.outputs_changed()  # cached outputs of the fp32 weights are not int8's

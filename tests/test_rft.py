@@ -61,6 +61,7 @@ def test_a_round_scores_candidates_keeps_the_best_and_fine_tunes_on_both_forms(t
         sum(r["kept"] != 0 for r in records) / 6)
     model = SearchR3.from_pretrained(out, dtype="fp32", device="cpu")
     assert model.embed_queries(["what causes rain"]).shape == (1, model.dim)
+    assert model.config.reasoning_tokens == 4  # it reasons at inference with the budget its traces were cut at
 
     round_ = RFTRound(config, sft, tmp_path / "other")
     examples, traces = round_.examples(records)
@@ -84,5 +85,11 @@ def test_a_stopped_round_resumes_without_regenerating(tiny_folder, tmp_path, mon
     monkeypatch.setattr(SearchR3, "embed_documents", no_generation)
     for cached in (out / "rft").glob("corpus-*.npz"):  # a finished source needs no corpus vectors (not committed)
         cached.unlink()
+    candidates = out / "rft" / "candidates.jsonl"
+    with candidates.open("a") as f:
+        f.write('{"source": "cut short by a kil')  # a run stopped while writing a batch
     again = train_rft(config, sft, tmp_path / "round", resume=True)
     assert json.loads((again / "train_summary.json").read_text())
+    assert len(candidates.read_text().splitlines()) == 6  # the partial line dropped, nothing regenerated
+    with pytest.raises(ValueError, match="other settings .*seed"):  # a different round cannot continue this one
+        train_rft(RFTConfig(**{**config.__dict__, "seed": 1}), sft, tmp_path / "round", resume=True)

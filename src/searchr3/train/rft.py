@@ -123,10 +123,33 @@ class RFTRound:
             with np.load(path) as saved:
                 if saved["ids"].tolist() == ids:
                     return saved["vectors"]
+        t = time.perf_counter()
         vectors = self.model.embed_documents([document_text(d.title, d.text) for d in self.data[source].corpus],
                                              show_progress=True)
         np.savez(path, ids=np.array(ids), vectors=vectors)
+        self.seconds["corpus"] = self.seconds.get("corpus", 0.0) + time.perf_counter() - t
         return vectors
+
+    def _check_settings(self) -> None:
+        """Refuse to continue a folder's candidates under other settings: old and new would mix silently."""
+        path, now = self.dir / "settings.json", asdict(self.config)
+        if path.is_file() and json.loads(path.read_text()) != now:
+            changed = sorted(k for k, v in json.loads(path.read_text()).items() if now.get(k) != v)
+            raise ValueError(f"{self.output} holds a round made with other settings ({', '.join(changed)}): "
+                             "use a new output folder")
+        path.write_text(json.dumps(now, indent=2) + "\n")
+
+    def _read_done(self, path: Path) -> list[dict]:
+        """Finished batches; a last line cut short by a stopped run is dropped (its batch is redone)."""
+        if not path.is_file():
+            return []
+        lines = path.read_text().splitlines()
+        try:
+            return [json.loads(line) for line in lines]
+        except json.JSONDecodeError:
+            done = [json.loads(line) for line in lines[:-1]]  # only the last line can be partial
+            path.write_text("".join(json.dumps(r) + "\n" for r in done))
+            return done
 
     # ------------------------------------------------------------------ phases 2-4: candidates and choice
     def candidates(self) -> list[dict]:
@@ -134,7 +157,8 @@ class RFTRound:
         `rft/candidates.jsonl`, so a stopped round continues after the last finished batch."""
         c = self.config
         path = self.dir / "candidates.jsonl"
-        done = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+        self._check_settings()
+        done = self._read_done(path)
         seen = {(r["source"], r["query_id"]) for r in done}
         base = None
         for source, data in self.data.items():
@@ -234,15 +258,22 @@ class RFTRound:
         return out
 
     def run(self, resume: bool = False) -> Path:
+        summary_path = self.dir / "round.json"
+        before = json.loads(summary_path.read_text()).get("seconds", {}) if summary_path.is_file() else {}
         t = time.perf_counter()
         records = self.candidates()
-        self.seconds["candidates"] = time.perf_counter() - t
+        elapsed = time.perf_counter() - t
+        # seconds summed over the sessions a round took; "candidates" is generation and scoring, without "corpus"
+        now = {"corpus": self.seconds.get("corpus", 0.0), "candidates": elapsed - self.seconds.get("corpus", 0.0)}
+        self.seconds = {k: before.get(k, 0.0) + now[k] for k in now}
         summary = {"config": asdict(self.config), "selection": self.report(records), "seconds": self.seconds}
-        (self.dir / "round.json").write_text(json.dumps(summary, indent=2) + "\n")
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
         examples, traces = self.examples(records)
         del self.model  # the fine-tune loads its own trainable copy
+        # half the examples are in reasoning form (each query twice); a non-zero share also saves the
+        # candidates' budget with the model, so it reasons at inference as it was trained
         sft = SFTConfig(**{**asdict(self.sft), "init": self.config.init, "sources": sorted(self.data),
-                           "source_weights": {}, "reasoning_fraction": 0.0,
+                           "source_weights": {}, "reasoning_fraction": 0.5,
                            "reasoning_tokens": self.config.reasoning_tokens})
         return RoundTrainer(sft, self.output, examples, traces).train(resume=resume)
 

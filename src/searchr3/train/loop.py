@@ -38,8 +38,14 @@ class Schedule:
     time_limit_minutes: float | None = None  # stop, checkpoint and save once training has run this long
 
 
+def changed_settings(saved: dict, now: dict, allowed: frozenset[str] = frozenset()) -> list[str]:
+    """Keys whose value differs between a folder's saved settings and this run's (except `allowed`)."""
+    return sorted(k for k, v in now.items() if k not in allowed and saved.get(k) != v)
+
+
 def read_metrics(path: Path) -> list[dict]:
-    """The records of a metrics.jsonl; a torn last line (the process died mid-write) is dropped."""
+    """The records of a JSON-lines log (metrics.jsonl, a round's candidates); a torn last line (the
+    process died mid-write) is dropped."""
     if not path.is_file():
         return []
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -142,7 +148,7 @@ class Trainer:
         if not last or not saved_settings.is_file():
             return False
         saved = json.loads(saved_settings.read_text())
-        changed = sorted(k for k, v in self.settings().items() if k not in CONTINUABLE_CHANGES and saved.get(k) != v)
+        changed = changed_settings(saved, self.settings(), CONTINUABLE_CHANGES)
         if changed:
             raise ValueError(f"{self.output} was trained with other settings ({', '.join(changed)}): "
                              "continue it with its own config, or train into another --output")

@@ -38,6 +38,7 @@ from ..prompts import document_text
 from . import reward
 from .dedup import BUNDLED_TEST_SETS, SplitTexts, deduplicate, forbidden_texts
 from .examples import Example, mine_examples, parse_source
+from .loop import changed_settings, read_metrics
 from .sft import SFTTrainer
 from .sft_config import SFTConfig
 
@@ -112,7 +113,9 @@ class RFTRound:
         self.model = SearchR3.from_pretrained(config.init, dtype="fp32", config=embed)
         self.model.model.eval()
         self.data = {s: round_data(s, config) for s in config.sources}
-        self.seconds: dict[str, float] = {}
+        summary = self.dir / "round.json"  # seconds are summed over the sessions a round takes
+        saved = json.loads(summary.read_text()).get("seconds", {}) if summary.is_file() else {}
+        self.seconds = {phase: saved.get(phase, 0.0) for phase in ("corpus", "candidates")}
 
     # ------------------------------------------------------------------ phase 1: corpus vectors
     def corpus_vectors(self, source: str) -> np.ndarray:
@@ -127,29 +130,17 @@ class RFTRound:
         vectors = self.model.embed_documents([document_text(d.title, d.text) for d in self.data[source].corpus],
                                              show_progress=True)
         np.savez(path, ids=np.array(ids), vectors=vectors)
-        self.seconds["corpus"] = self.seconds.get("corpus", 0.0) + time.perf_counter() - t
+        self.seconds["corpus"] += time.perf_counter() - t
         return vectors
 
     def _check_settings(self) -> None:
         """Refuse to continue a folder's candidates under other settings: old and new would mix silently."""
         path, now = self.dir / "settings.json", asdict(self.config)
-        if path.is_file() and json.loads(path.read_text()) != now:
-            changed = sorted(k for k, v in json.loads(path.read_text()).items() if now.get(k) != v)
+        changed = changed_settings(json.loads(path.read_text()), now) if path.is_file() else []
+        if changed:
             raise ValueError(f"{self.output} holds a round made with other settings ({', '.join(changed)}): "
                              "use a new output folder")
         path.write_text(json.dumps(now, indent=2) + "\n")
-
-    def _read_done(self, path: Path) -> list[dict]:
-        """Finished batches; a last line cut short by a stopped run is dropped (its batch is redone)."""
-        if not path.is_file():
-            return []
-        lines = path.read_text().splitlines()
-        try:
-            return [json.loads(line) for line in lines]
-        except json.JSONDecodeError:
-            done = [json.loads(line) for line in lines[:-1]]  # only the last line can be partial
-            path.write_text("".join(json.dumps(r) + "\n" for r in done))
-            return done
 
     # ------------------------------------------------------------------ phases 2-4: candidates and choice
     def candidates(self) -> list[dict]:
@@ -158,7 +149,9 @@ class RFTRound:
         c = self.config
         path = self.dir / "candidates.jsonl"
         self._check_settings()
-        done = self._read_done(path)
+        done = read_metrics(path)  # finished batches; a batch cut short by a stopped run is redone
+        if path.is_file():  # rewritten so that a torn last line is not followed by the next batch
+            path.write_text("".join(json.dumps(r) + "\n" for r in done))
         seen = {(r["source"], r["query_id"]) for r in done}
         base = None
         for source, data in self.data.items():
@@ -168,6 +161,7 @@ class RFTRound:
             corpus = self.corpus_vectors(source)
             rows = {d.id: i for i, d in enumerate(data.corpus)}
             for start in range(0, len(todo), c.batch_queries):
+                t = time.perf_counter()
                 qids = todo[start:start + c.batch_queries]
                 texts = [data.queries[q] for q in qids]
                 traces = [[] for _ in qids]  # per query: (origin, token ids ending in the embed token)
@@ -188,6 +182,7 @@ class RFTRound:
                 with path.open("a") as f:
                     f.writelines(json.dumps(r) + "\n" for r in records)
                 done += records
+                self.seconds["candidates"] += time.perf_counter() - t
                 print(f"rft: {source}: {len(done)} queries scored")
         return done
 
@@ -258,16 +253,9 @@ class RFTRound:
         return out
 
     def run(self, resume: bool = False) -> Path:
-        summary_path = self.dir / "round.json"
-        before = json.loads(summary_path.read_text()).get("seconds", {}) if summary_path.is_file() else {}
-        t = time.perf_counter()
         records = self.candidates()
-        elapsed = time.perf_counter() - t
-        # seconds summed over the sessions a round took; "candidates" is generation and scoring, without "corpus"
-        now = {"corpus": self.seconds.get("corpus", 0.0), "candidates": elapsed - self.seconds.get("corpus", 0.0)}
-        self.seconds = {k: before.get(k, 0.0) + now[k] for k in now}
         summary = {"config": asdict(self.config), "selection": self.report(records), "seconds": self.seconds}
-        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        (self.dir / "round.json").write_text(json.dumps(summary, indent=2) + "\n")
         examples, traces = self.examples(records)
         del self.model  # the fine-tune loads its own trainable copy
         # half the examples are in reasoning form (each query twice); a non-zero share also saves the

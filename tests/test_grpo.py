@@ -44,7 +44,7 @@ def test_sequences_mask_only_the_policy_s_own_tokens(tiny_folder, tmp_path):
     trainer = GRPOTrainer(config(tiny_folder), ENV, tmp_path / "run", toy_dataset())
     texts, results = trainer.rollouts(["q0", "q1"])
     assert len(results) == 4 and texts[0] == texts[1]
-    ids, mask, pos, gather, targets, action = trainer.sequences(texts, results)
+    ids, mask, pos, gather, targets, action, floor = trainer.sequences(texts, results)
     for i, r in enumerate(results):
         n = len(r.token_ids) - int(r.stop == "budget")  # a token appended at the budget is not a choice
         assert int(action[i].sum()) == n
@@ -128,9 +128,9 @@ def test_min_reasoning_tokens_in_rollouts_and_log_probs(tiny_folder, tmp_path):
                           toy_dataset())
     texts, results = trainer.rollouts(["q0"])
     assert all(len(r.token_ids) >= 4 for r in results)
-    ids, mask, pos, gather, targets, action = trainer.sequences(texts, results)
+    ids, mask, pos, gather, targets, action, floor = trainer.sequences(texts, results)
     hidden, _ = trainer.model.hidden_states(ids, mask, pos)
-    logp = trainer.token_logps(hidden, gather, targets)
+    logp = trainer.token_logps(hidden, gather, targets, floor)[0]
     assert bool(torch.isfinite(logp[action]).all())  # sampled tokens are possible under the barred logits
     trainer.train_step()
     out = trainer.train()
@@ -178,10 +178,10 @@ def _scored_rollouts(trainer):
     """Rollouts of q0 and q1, the trainer's log-probs of their tokens, and the model's plain logits
     (an independent path through the LM head) over the same sequences."""
     texts, results = trainer.rollouts(["q0", "q1"])
-    ids, mask, pos, gather, targets, action = trainer.sequences(texts, results)
+    ids, mask, pos, gather, targets, action, floor = trainer.sequences(texts, results)
     with torch.no_grad():
         hidden, _ = trainer.model.hidden_states(ids, mask, pos)
-        ours = trainer.token_logps(hidden, gather, targets)
+        ours = trainer.token_logps(hidden, gather, targets, floor)[0]
         logits = trainer.model.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float()
     return texts, results, ids, action, ours, logits
 
@@ -207,7 +207,7 @@ def test_which_tokens_are_the_policy_s_choices(tiny_folder, tmp_path):
     results = [Reasoning("a", False, [100, embed], v, "token"),  # emitted the token: 2 choices
                Reasoning("a b", True, [100, 101, embed], v, "budget"),  # budget ran out: the token is ours
                Reasoning("a", True, [100, embed], v, "eos")]  # ended its turn: that choice was end-of-turn
-    ids, mask, pos, gather, targets, action = trainer.sequences(["x"] * 3, results)
+    ids, mask, pos, gather, targets, action, floor = trainer.sequences(["x"] * 3, results)
     assert action.sum(dim=1).tolist() == [2, 2, 2]
     assert targets[0, :2].tolist() == [100, embed]
     assert targets[1, :2].tolist() == [100, 101]

@@ -41,8 +41,8 @@ class LogitsProcessor:
     top_p: float = 1.0
     min_tokens: int = 0  # the token and end of turn are barred at reasoning steps below this
 
-    def log_probs(self, logits: torch.Tensor, steps: int | torch.Tensor,
-                  keep: torch.Tensor | None = None) -> torch.Tensor:
+    def log_probs(self, logits: torch.Tensor, steps: int | torch.Tensor, keep: torch.Tensor | None = None,
+                  min_tokens: int | torch.Tensor | None = None) -> torch.Tensor:
         """Log-probabilities (..., V) of the next token, -inf outside the allowed set.
 
         Args:
@@ -50,12 +50,15 @@ class LogitsProcessor:
             steps: the reasoning step each row decides (an int, or a tensor broadcast to logits[..., 0]).
             keep: ids (...) kept in the nucleus whatever their rank: a policy scoring its own sampled
                 tokens on recomputed logits, which rounding may move just past the top-p edge.
+            min_tokens: the minimum length instead of the processor's (an int, or a tensor broadcast
+                like `steps`): Stage 2 scores rollouts drawn under different minimums in one batch.
         """
         x = logits.float() / self.temperature
-        if self.min_tokens:
+        floor = self.min_tokens if min_tokens is None else min_tokens
+        if not isinstance(floor, int) or floor:
             ends = torch.zeros(x.shape[-1], dtype=torch.bool, device=x.device)
             ends[[i for i in (self.embed_token_id, self.eos_token_id) if i is not None]] = True
-            barred = torch.as_tensor(steps, device=x.device) < self.min_tokens
+            barred = torch.as_tensor(steps, device=x.device) < torch.as_tensor(floor, device=x.device)
             x = x.masked_fill(barred[..., None] & ends, float("-inf"))
         logp = torch.log_softmax(x, dim=-1)
         if self.top_p >= 1.0:

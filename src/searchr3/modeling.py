@@ -395,17 +395,18 @@ class SearchR3(SentenceTransformerMixin):
         return np.stack([r.vector for r in results]) if results else np.zeros((0, self.dim), np.float32)
 
     def logits_processor(self, budget: int | None = None, temperature: float | None = None,
-                         top_p: float | None = None) -> LogitsProcessor:
+                         top_p: float | None = None, min_tokens: int | None = None) -> LogitsProcessor:
         """The next-token distribution of reasoning under this model's settings (what sampling draws from;
         greedy decoding takes its argmax, which only the minimum length changes)."""
         budget = self.config.reasoning_tokens if budget is None else budget
+        floor = self.config.min_reasoning_tokens if min_tokens is None else min_tokens
         return LogitsProcessor(self.embed_token_id, self.tokenizer.eos_token_id, temperature or self.config.temperature,
-                               top_p or self.config.top_p, min(self.config.min_reasoning_tokens, budget))
+                               top_p or self.config.top_p, min(floor, budget))
 
     def reason(self, texts: Sequence[str], *, max_new_tokens: int | None = None, sample: bool = False,
                temperature: float | None = None, top_p: float | None = None,
                seed: int | Sequence[int] | None = None, batch_size: int | None = None,
-               show_progress: bool | None = None) -> list[Reasoning]:
+               show_progress: bool | None = None, min_tokens: int | None = None) -> list[Reasoning]:
         """Reason about each query, then embed it; returns one `Reasoning` per query.
 
         Generation stops at the embed token. When the budget of `max_new_tokens` runs out,
@@ -417,6 +418,7 @@ class SearchR3(SentenceTransformerMixin):
         When sampling, `seed` may be one int (one generator for the whole call) or one seed per
         text: then each text samples from its own generator, so its completion does not depend
         on which other texts share its batch (Stage 2 relies on this across processes).
+        `min_tokens` overrides the model's minimum reasoning length for this call.
         """
         texts = validate_texts(texts)
         prompts = [self.prompts.reasoning(t) for t in texts]
@@ -434,7 +436,7 @@ class SearchR3(SentenceTransformerMixin):
             if seed is not None:
                 shared.manual_seed(seed)
             generators = None
-        processor = self.logits_processor(budget, temperature, top_p)
+        processor = self.logits_processor(budget, temperature, top_p, min_tokens)
         bs = batch_size or self.config.batch_size
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].ids))
         results: list[Reasoning | None] = [None] * len(prompts)

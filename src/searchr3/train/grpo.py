@@ -8,7 +8,9 @@ Advantages are centred per group (optionally divided by its std). One forward pa
 over prompt + completion then gives the log-probs of the generated tokens, under the same
 `LogitsProcessor` the sampler drew from, and the vectors for an optional auxiliary InfoNCE. The
 loss is the clipped policy gradient + β·KL to the frozen reference policy (the Stage-1 model) +
-w_aux·InfoNCE.
+w_aux·InfoNCE. With exploration branches (train/branches.py) part of each group reasons by force,
+advantages are taken within each branch, and w_decide weighs a loss on the first step's choice to
+reason or emit the token at once.
 
 The policy is a LoRA adapter. Starting from a Stage-1 adapter, that adapter keeps training
 and a frozen copy of it is the reference; starting from a plain base, a fresh adapter
@@ -21,104 +23,26 @@ import math
 import os
 import random
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from .. import assets, losses
-from ..config import load_section
+from .. import losses
 from ..data import Dataset, load_dataset
-from ..modeling import EmbedConfig, SearchR3
 from ..readout import embed_token_states
 from ..prompts import document_text
 from ..runtime import tune_malloc
-from . import distributed, reward
+from . import branches, distributed, reward
 from .env import EnvConfig, RetrievalEnv
 from .examples import PooledDev, parse_source, pooled_dev_set
 from .loop import Schedule, Trainer, hardware_description
 from .plots import plot_rewards
+from .rl_config import REFERENCE, RLConfig, load_rl_config, prepare_policy
 
-REFERENCE = "reference"  # name of the frozen copy of the initial adapter
-
-
-@dataclass
-class RLConfig:
-    """Stage-2 settings (configs/rl.yaml, section `rl`; the environment's are in `env`)."""
-
-    init: str = "searchr3-smollm2-135m-sft"  # Stage-1 adapter (or a base model) to start from
-    data: str = "scifact:train"  # queries and judgements; never a test split
-    max_queries: int = field(default=200, metadata={"ge": 1})  # a seeded sample of the split's queries
-    # 0: the split's whole corpus; N: a pooled corpus (BM25 top-N of each query + positives)
-    corpus_depth: int = field(default=0, metadata={"ge": 0})
-    # with corpus_depth 0: a seeded sample of this many documents that keeps every judged one (0: the whole corpus)
-    corpus_sample: int = field(default=0, metadata={"ge": 0})
-    max_length: int = field(default=128, metadata={"ge": 1})  # tokens of query/document text
-    reasoning_tokens: int = field(default=32, metadata={"ge": 1})  # budget of each rollout's reasoning
-    min_reasoning_tokens: int = field(default=0, metadata={"ge": 0})  # bar the token before this many (saved)
-    group: int = field(default=4, metadata={"ge": 2})  # G: rollouts per query
-    batch_queries: int = field(default=4, metadata={"ge": 1})  # queries per step
-    temperature: float = field(default=1.0, metadata={"gt": 0})
-    top_p: float = field(default=1.0, metadata={"gt": 0, "le": 1})
-    lora_r: int = field(default=16, metadata={"ge": 1})  # for a fresh adapter (starting from a base model)
-    lora_alpha: int = field(default=32, metadata={"ge": 1})
-    lr: float = field(default=1e-5, metadata={"gt": 0})
-    warmup_steps: int = field(default=5, metadata={"ge": 0})
-    steps: int = field(default=100, metadata={"ge": 1})
-    max_grad_norm: float = field(default=1.0, metadata={"gt": 0})
-    # μ: optimiser steps on each batch of rollouts (the clip only binds when > 1)
-    updates: int = field(default=1, metadata={"ge": 1})
-    clip_eps: float = field(default=0.2, metadata={"gt": 0})  # ε of the clipped surrogate
-    beta: float = field(default=0.04, metadata={"ge": 0})  # weight of KL to the reference policy
-    # advantages: std (GRPO: (r - mean) / std per group) or mean (Dr. GRPO: r - mean; a near-tie stays small)
-    advantage: str = field(default="mean", metadata={"choices": reward.NORMS})
-    # dynamic sampling (DAPO): a group whose rollouts all got the same reward is dropped and another query
-    # drawn in its place, for up to this many rounds (0: keep every group)
-    resample_rounds: int = field(default=2, metadata={"ge": 0})
-    w_aux: float = field(default=0.0, metadata={"ge": 0})  # weight of the auxiliary InfoNCE on rollout vectors
-    tau: float = field(default=0.05, metadata={"gt": 0})  # its temperature
-    seed: int = field(default=0, metadata={"ge": 0})
-    eval_every: int = field(default=25, metadata={"ge": 0})  # pooled dev nDCG@10 (reasoning) every N steps (0: never)
-    dev: str = "wiki-known-item:dev"
-    dev_queries: int = field(default=40, metadata={"ge": 1})
-    dev_depth: int = field(default=10, metadata={"ge": 1})
-    save_every: int = field(default=25, metadata={"ge": 0})  # checkpoint every N steps (0: only at the end)
-    time_limit_minutes: float | None = field(default=None, metadata={"gt": 0})
-
-    def __post_init__(self) -> None:
-        if self.group < 2:
-            raise ValueError("group must be >= 2: GRPO's advantages compare rollouts of one query")
-        if self.steps < 1 or self.batch_queries < 1 or self.updates < 1:
-            raise ValueError("steps, batch_queries and updates must be >= 1")
-        if self.advantage not in reward.NORMS:
-            raise ValueError(f"advantage must be one of {reward.NORMS}, got {self.advantage!r}")
-        parse_source(self.data)  # refuses test splits
-
-
-def load_rl_config(path: str | os.PathLike) -> tuple[RLConfig, EnvConfig]:
-    return load_section(path, "rl", RLConfig), load_section(path, "env", EnvConfig)
-
-
-def prepare_policy(config: RLConfig) -> tuple[SearchR3, bool]:
-    """The trainable policy and whether a frozen reference adapter was loaded beside it."""
-    from peft import LoraConfig, get_peft_model
-
-    embed = EmbedConfig(max_length=config.max_length, reasoning_tokens=config.reasoning_tokens,
-                        min_reasoning_tokens=config.min_reasoning_tokens, temperature=config.temperature,
-                        top_p=config.top_p)
-    model = SearchR3.from_adapter_trainable(config.init, config=embed)
-    if model is None:
-        model = SearchR3.from_pretrained(config.init, dtype="fp32", config=embed)
-        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, target_modules="all-linear",
-                          trainable_token_indices={"embed_tokens": [model.embed_token_id]})
-        model.attach(get_peft_model(model.model, lora))
-        return model, False
-    peft = model.model
-    peft.load_adapter(assets.resolve_model(config.init), adapter_name=REFERENCE, is_trainable=False)
-    peft.set_adapter("default")  # trainable again; the reference stays frozen
-    return model, True
+__all__ = ["GRPOTrainer", "RLConfig", "load_rl_config", "prepare_policy", "train_rl"]
 
 
 class Group(NamedTuple):
@@ -225,13 +149,27 @@ class GRPOTrainer(Trainer):
     # ------------------------------------------------------------------ rollouts
     def rollouts(self, qids: list[str]):
         """G sampled completions per query (this rank's share). Each rollout has its own seed
-        (run seed, step, query, index), so it is the same however the batch is sharded."""
+        (run seed, step, query, index), so it is the same however the batch is sharded. With
+        exploration branches, a group's last `explore_members` are drawn with the token barred
+        for their first steps (train/branches.py)."""
         c = self.config
         texts = [self.data.queries[q] for q in qids for _ in range(c.group)]
         seeds = [zlib.crc32(f"{c.seed}|{self.step}|{q}|{g}".encode()) for q in qids for g in range(c.group)]
         self.model.model.eval()
-        results = self.model.reason(texts, sample=True, seed=seeds, show_progress=False)
+        results: list = [None] * len(texts)
+        for floor in sorted({self.floor(i) for i in range(len(texts))}):
+            rows = [i for i in range(len(texts)) if self.floor(i) == floor]
+            drawn = self.model.reason([texts[i] for i in rows], sample=True, seed=[seeds[i] for i in rows],
+                                      show_progress=False, min_tokens=floor)
+            for i, r in zip(rows, drawn):
+                results[i] = r
         return texts, results
+
+    def floor(self, row: int) -> int:
+        """The minimum reasoning length rollout `row` of a batch of whole groups was drawn under."""
+        c = self.config
+        exploring = c.explore_members and row % c.group >= c.group - c.explore_members
+        return c.explore_min_tokens if exploring else self.processor.min_tokens
 
     def sequences(self, texts: list[str], results) -> tuple[torch.Tensor, ...]:
         """Right-padded prompt + completion ids; for each rollout, the positions whose logits
@@ -259,35 +197,41 @@ class GRPOTrainer(Trainer):
                 targets[i, t] = chosen[i][t]
                 action[i, t] = True
         dev = self.model.device
-        return ids, mask, pos, gather.to(dev), targets.to(dev), action.to(dev)
+        floor = torch.tensor([[self.floor(i)] for i in range(len(rows))], device=dev)  # (R, 1)
+        return ids, mask, pos, gather.to(dev), targets.to(dev), action.to(dev), floor
 
-    def token_logps(self, hidden: torch.Tensor, gather: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Log-probs (R, T) of the generated tokens under the sampling distribution (`LogitsProcessor`)."""
+    def token_logps(self, hidden: torch.Tensor, gather: torch.Tensor, targets: torch.Tensor,
+                    floor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs (R, T) of the generated tokens under the distribution each was drawn from (the
+        `LogitsProcessor` at the row's minimum length), and (R,) the model's plain log-prob of emitting
+        the embed token at the first step (the decision to reason or not)."""
         h = hidden[torch.arange(hidden.shape[0], device=hidden.device)[:, None], gather]  # (R, T, H)
         logits = self.model.model.get_output_embeddings()(h)
         steps = torch.arange(targets.shape[1], device=logits.device)  # token t was chosen at reasoning step t
-        logp = self.processor.log_probs(logits, steps, keep=targets)  # the distribution the rollouts were drawn from
-        return logp.gather(-1, targets[..., None]).squeeze(-1)
+        logp = self.processor.log_probs(logits, steps, keep=targets, min_tokens=floor)
+        first = torch.log_softmax(logits[:, 0].float(), dim=-1)[:, self.model.embed_token_id]
+        return logp.gather(-1, targets[..., None]).squeeze(-1), first
 
-    def _forward(self, ids, mask, pos, gather, targets) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probs (R, T) of the generated tokens and the vectors (R, H) at the embed token, from one
-        forward pass over prompt + completion (run by `self.forward`)."""
+    def _forward(self, ids, mask, pos, gather, targets, floor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probs (R, T) of the generated tokens, the first step's log-prob (R,) of the token, and the
+        vectors (R, H) at the embed token, from one forward pass over prompt + completion (run by `self.forward`)."""
         hidden, _ = self.model.hidden_states(ids, mask, pos)
-        return self.token_logps(hidden, gather, targets), embed_token_states(hidden, ids, self.model.embed_token_id)
+        logp, first = self.token_logps(hidden, gather, targets, floor)
+        return logp, first, embed_token_states(hidden, ids, self.model.embed_token_id)
 
-    def reference_logps(self, ids, mask, pos, gather, targets) -> torch.Tensor:
+    def reference_logps(self, ids, mask, pos, gather, targets, floor) -> torch.Tensor:
         peft = self.model.model
         with torch.no_grad():
             if self.has_reference:
                 peft.set_adapter(REFERENCE)
                 try:
                     hidden, _ = self.model.hidden_states(ids, mask, pos)
-                    return self.token_logps(hidden, gather, targets)
+                    return self.token_logps(hidden, gather, targets, floor)[0]
                 finally:
                     peft.set_adapter("default")
             with peft.disable_adapter():
                 hidden, _ = self.model.hidden_states(ids, mask, pos)
-                return self.token_logps(hidden, gather, targets)
+                return self.token_logps(hidden, gather, targets, floor)[0]
 
     def aux_infonce(self, vectors: torch.Tensor, qids: list[str], all_vectors: np.ndarray,
                     all_qids: list[str]) -> torch.Tensor:
@@ -362,30 +306,39 @@ class GRPOTrainer(Trainer):
             group["lr"] = c.lr * min(1.0, (self.step + 1) / max(1, c.warmup_steps))
         groups = self.collect()
         rewards = np.concatenate([g.rewards for g in groups.chosen])
-        advantages = reward.group_advantages(rewards, c.group, norm=c.advantage)
         all_q = [g.query for g in groups.chosen for _ in range(c.group)]
         all_results = [r for g in groups.chosen for r in g.results]
         all_vectors = np.stack([r.vector for r in all_results])
+        lengths = np.array([len(r.token_ids) - 1 for r in all_results])
+        if c.explore_members:
+            advantages = branches.branch_advantages(rewards, c.group, c.explore_members, c.advantage)
+        else:
+            advantages = reward.group_advantages(rewards, c.group, norm=c.advantage)
+        labels, gains = branches.decision_labels(rewards, lengths, c.group, c.decide_margin)
         # this rank's share of the chosen groups (batch_queries divides by the processes)
         share = len(groups.chosen) // distributed.world()
         lo, hi = distributed.rank() * share * c.group, (distributed.rank() + 1) * share * c.group
         mine = all_q[lo:hi:c.group]  # one id per group
         texts = [self.data.queries[q] for q in all_q[lo:hi]]
-        ids, mask, pos, gather, targets, action = self.sequences(texts, all_results[lo:hi])
+        ids, mask, pos, gather, targets, action, floor = self.sequences(texts, all_results[lo:hi])
         self.model.model.eval()  # no dropout: the loss must score tokens as the sampler did
-        logp, vectors = self.forward(ids, mask, pos, gather, targets)
+        logp, token_first, vectors = self.forward(ids, mask, pos, gather, targets, floor)
         adv = torch.tensor(advantages[lo:hi], dtype=torch.float32, device=logp.device)
-        ref = self.reference_logps(ids, mask, pos, gather, targets)
+        decide = torch.tensor(labels[lo // c.group:hi // c.group], dtype=torch.float32, device=logp.device)
+        ref = self.reference_logps(ids, mask, pos, gather, targets, floor)
         old_logp = logp.detach()
         params = [p for p in self.model.model.parameters() if p.requires_grad]
         for update in range(c.updates):
             if update:  # later updates re-score the same rollouts under the changed policy
-                logp, vectors = self.forward(ids, mask, pos, gather, targets)
+                logp, token_first, vectors = self.forward(ids, mask, pos, gather, targets, floor)
             terms = {"policy": losses.grpo_policy_loss(logp, old_logp, adv, action, c.clip_eps),
                      "kl": losses.grpo_kl(logp, ref, action)}
             terms["aux"] = (self.aux_infonce(vectors, mine, all_vectors, all_q) if c.w_aux > 0
                             else torch.zeros((), device=logp.device))
-            total = terms["policy"] + c.beta * terms["kl"] + c.w_aux * terms["aux"]
+            # a group's rollouts share its prompt, so its first row's first step is the decision
+            terms["decide"] = (branches.decision_loss(token_first[::c.group], decide) if c.w_decide > 0
+                               else torch.zeros((), device=logp.device))
+            total = terms["policy"] + c.beta * terms["kl"] + c.w_aux * terms["aux"] + c.w_decide * terms["decide"]
             self.optimizer.zero_grad(set_to_none=True)
             self.accelerator.backward(total)
             grad_norm = float(self.accelerator.clip_grad_norm_(params, c.max_grad_norm))
@@ -403,10 +356,13 @@ class GRPOTrainer(Trainer):
                     "rank_median": float(np.median(np.concatenate([g.ranks for g in groups.chosen]))),
                     "dropped_share": groups.dropped_share, "rounds": groups.stats["rounds"],
                     "forced_rate": float(np.mean(forced)),
-                    "length_mean": float(np.mean([len(r.token_ids) - 1 for r in all_results])),
+                    "length_mean": float(lengths.mean()),
+                    "p_token_first": distributed.mean(float(token_first[::c.group].detach().exp().mean())),
                     **{k: groups.stats[k] for k in ("encodings", "stale_admitted", "full_refresh", "drift")},
                     "corpus": len(self.env), "lr": self.optimizer.param_groups[0]["lr"],
                     **{k: distributed.mean(v) for k, v in drift.items()}})
+        if not np.isnan(labels).all():  # groups holding both direct and reasoning rollouts
+            out.update({"reason_label_share": float(np.nanmean(labels)), "reason_gain": float(np.nanmean(gains))})
         if groups.fidelity:
             out.update({f"fidelity_{k}": v for k, v in groups.fidelity.items()})
         return out

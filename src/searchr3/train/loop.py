@@ -39,8 +39,24 @@ class Schedule:
 
 
 def changed_settings(saved: dict, now: dict, allowed: frozenset[str] = frozenset()) -> list[str]:
-    """Keys whose value differs between a folder's saved settings and this run's (except `allowed`)."""
-    return sorted(k for k, v in now.items() if k not in allowed and saved.get(k) != v)
+    """Keys whose value differs between a folder's saved settings and this run's (except `allowed`).
+
+    Sections (a dict of dicts, as Stage 2's `rl` and `env`) are compared key by key, so `allowed`
+    names a setting wherever it sits. A setting added to the code after the folder was saved counts
+    as unchanged while it is off (0, False, None, empty): the saved run trained without it.
+    """
+    changed = []
+    for k, v in now.items():
+        if k in allowed:
+            continue
+        if k not in saved:
+            if v:
+                changed.append(k)
+        elif isinstance(v, dict) and isinstance(saved[k], dict):
+            changed += [f"{k}.{sub}" for sub in changed_settings(saved[k], v, allowed)]
+        elif saved[k] != v:
+            changed.append(k)
+    return sorted(changed)
 
 
 def read_metrics(path: Path) -> list[dict]:

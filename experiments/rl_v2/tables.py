@@ -1,0 +1,121 @@
+"""Stage 2 v2's result tables, with paired randomisation tests over per-query nDCG@10 (10,000 sign flips).
+
+    python experiments/rl_v2/tables.py dev     # experiments/rl_v2/dev/*.json -> dev.md
+    python experiments/rl_v2/tables.py test    # experiments/rl_v2/test/*.json -> test_sets.md
+
+`dev` reads the dev scores (`searchr3 eval ... --split dev --reasoning both --max-docs 3000`, one file
+per model, named for it; `stage1-sft-v3` is the start). `test` reads full-corpus test results of
+the models in experiments/rl_v2/test/ (`TAG-SET.json`, from `test_sets.sh`) and takes the Stage-1
+start's direct vector from benchmarks/results/quality.json (same evaluator, same full corpora), so
+the issue's two comparisons stand side by side: +R against the model's own direct vector, and +R
+against the direct vector of the Stage-1 model it started from.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from searchr3.metrics import paired_randomization_test
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SETS = ("scifact", "birco-arguana", "birco-wtb", "rarb-alphanli", "wiki-known-item")
+STAGE1 = "searchr3-smollm2-135m-sft-v3"
+ALPHA = 0.05  # the issue's significance level
+
+
+def _per_query(record: dict, mode: str) -> dict[str, float]:
+    return {q: m["ndcg@10"] for q, m in record["modes"][mode]["per_query"].items()}
+
+
+def _paired(a: dict[str, float], b: dict[str, float]) -> tuple[float, float]:
+    """Mean of a − b over the queries both scored, and its two-sided p."""
+    if set(a) != set(b):
+        raise ValueError(f"the two runs scored different queries ({len(a)} and {len(b)}, {len(set(a) & set(b))} shared)")
+    return paired_randomization_test(a, b)
+
+
+def _reasoning(record: dict) -> tuple[str, str, str]:
+    """Share of queries the model reasoned on, what +R gained there, and the mean trace length."""
+    on = record["modes"]["on"]
+    adaptive, reasoning = on.get("adaptive") or {}, on.get("reasoning") or {}
+    share = f"{adaptive['reasoned_share']:.0%}" if adaptive else "–"
+    gain = (f"{adaptive['gain_ndcg@10_reasoned']:+.3f}" if adaptive.get("reasoned_queries") else "–")
+    tokens = f"{reasoning['mean_tokens']:.1f}" if reasoning else "–"
+    return share, gain, tokens
+
+
+def dev_table() -> list[str]:
+    # the Stage-1 start first, then the runs in name order, so each pair reads later − earlier
+    paths = sorted((HERE / "dev").glob("*.json"), key=lambda p: (not p.stem.startswith("stage1"), p.stem))
+    records = {p.stem: json.loads(p.read_text()) for p in paths}
+    lines = ["# Stage 2 v2: dev scores", "",
+             "wiki-known-item dev, 446 queries over 3,000 documents (`--max-docs 3000`); nDCG@10; "
+             "p from paired randomisation tests.", "",
+             "| model | direct | +R | +R − direct (p) | reasoned on | gain where reasoned | mean trace (tokens) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in records.items():
+        off, on = (r["modes"][m]["metrics"]["ndcg@10"] for m in ("off", "on"))
+        diff, p = _paired(_per_query(r, "on"), _per_query(r, "off"))
+        lines.append(f"| {name} | {off:.3f} | {on:.3f} | {diff:+.3f} ({p:.4f}) | " + " | ".join(_reasoning(r)) + " |")
+    lines += ["", "Pairs (row − column, p):", ""]
+    names = list(records)
+    for i, a in enumerate(names):
+        for b in names[:i]:
+            for ma, mb in (("on", "on"), ("off", "off"), ("on", "off")):
+                diff, p = _paired(_per_query(records[a], ma), _per_query(records[b], mb))
+                lines.append(f"- {a} {'+R' if ma == 'on' else 'direct'} − {b} {'+R' if mb == 'on' else 'direct'}: "
+                             f"{diff:+.3f} (p {p:.4f})")
+    return lines
+
+
+def test_table() -> list[str]:
+    quality = json.loads((ROOT / "benchmarks/results/quality.json").read_text())["results"]
+    tags = sorted({p.stem[: -len(s) - 1] for s in SETS for p in (HERE / "test").glob(f"*-{s}.json")})
+    lines = ["# Stage 2 v2 on the five test sets", "",
+             "Full corpora, nDCG@10; p from paired randomisation tests over per-query nDCG@10. The Stage-1 "
+             f"start's direct vector ({STAGE1}) is from benchmarks/results/quality.json.", ""]
+    for tag in tags:
+        lines += [f"## {tag}", "",
+                  "| set (queries) | Stage-1 direct | direct | +R | +R − own direct (p) | +R − Stage-1 direct (p) "
+                  "| reasoned on | gain where reasoned | mean trace |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        above, below = [], []
+        for s in SETS:
+            path = HERE / "test" / f"{tag}-{s}.json"
+            if not path.is_file():
+                lines.append(f"| {s} | not run | | | | | | | |")
+                continue
+            r = json.loads(path.read_text())
+            start = quality[s][STAGE1]
+            own, own_p = _paired(_per_query(r, "on"), _per_query(r, "off"))
+            vs1, vs1_p = _paired(_per_query(r, "on"), start["ndcg_per_query"])
+            if vs1 > 0 and vs1_p < ALPHA:
+                above.append(s)
+            if own < 0 and own_p < ALPHA:
+                below.append(s)
+            off, on = (r["modes"][m]["metrics"]["ndcg@10"] for m in ("off", "on"))
+            lines.append(f"| {s} ({len(_per_query(r, 'on'))}) | {start['metrics']['ndcg@10']:.3f} | {off:.3f} | "
+                         f"{on:.3f} | {own:+.3f} ({own_p:.4f}) | {vs1:+.3f} ({vs1_p:.4f}) | "
+                         + " | ".join(_reasoning(r)) + " |")
+        met = len(above) >= 2 and "scifact" in above and not below
+        lines += ["", f"Target (+R significantly above Stage-1 direct on ≥ 2 sets, SciFact among them; not "
+                      f"significantly below its own direct on any): **{'met' if met else 'not met'}** — above on "
+                      f"{', '.join(above) or 'none'}; below own direct on {', '.join(below) or 'none'}.", ""]
+    return lines
+
+
+def main() -> None:
+    kind = sys.argv[1] if len(sys.argv) > 1 else ""
+    if kind not in ("dev", "test"):
+        sys.exit("usage: python experiments/rl_v2/tables.py dev|test")
+    lines = dev_table() if kind == "dev" else test_table()
+    out = HERE / ("dev.md" if kind == "dev" else "test_sets.md")
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

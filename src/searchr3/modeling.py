@@ -411,14 +411,13 @@ class SearchR3(SentenceTransformerMixin):
 
         Generation stops at the embed token. When the budget of `max_new_tokens` runs out,
         or the model ends its turn without the token, the token is appended (`forced`).
-        The token's state is read in the same decode loop: feeding the embed token as the
-        next input yields its hidden state in one extra step on the KV cache, with no
-        re-encoding of the text.
+        The token's state is read in the same decode loop: feeding the embed token as the next
+        input yields its hidden state in one extra step on the KV cache, with no re-encoding.
+        `min_tokens` overrides the model's minimum reasoning length for this call.
 
         When sampling, `seed` may be one int (one generator for the whole call) or one seed per
         text: then each text samples from its own generator, so its completion does not depend
         on which other texts share its batch (Stage 2 relies on this across processes).
-        `min_tokens` overrides the model's minimum reasoning length for this call.
         """
         texts = validate_texts(texts)
         prompts = [self.prompts.reasoning(t) for t in texts]
@@ -432,10 +431,9 @@ class SearchR3(SentenceTransformerMixin):
                 raise ValueError(f"{len(seeds)} seeds for {len(texts)} texts")
             generators = [torch.Generator(device=self.device).manual_seed(int(x)) for x in seeds]
         else:
-            shared = torch.Generator(device=self.device)
+            shared, generators = torch.Generator(device=self.device), None
             if seed is not None:
                 shared.manual_seed(seed)
-            generators = None
         processor = self.logits_processor(budget, temperature, top_p, min_tokens)
         bs = batch_size or self.config.batch_size
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].ids))

@@ -157,8 +157,9 @@ class GRPOTrainer(Trainer):
         seeds = [zlib.crc32(f"{c.seed}|{self.step}|{q}|{g}".encode()) for q in qids for g in range(c.group)]
         self.model.model.eval()
         results: list = [None] * len(texts)
-        for floor in sorted({self.floor(i) for i in range(len(texts))}):
-            rows = [i for i in range(len(texts)) if self.floor(i) == floor]
+        floors = [self.floor(i) for i in range(len(texts))]
+        for floor in sorted(set(floors)):
+            rows = [i for i, f in enumerate(floors) if f == floor]
             drawn = self.model.reason([texts[i] for i in rows], sample=True, seed=[seeds[i] for i in rows],
                                       show_progress=False, min_tokens=floor)
             for i, r in zip(rows, drawn):

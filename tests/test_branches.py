@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from searchr3.decoding import LogitsProcessor
-from searchr3.train.branches import branch_advantages, decision_labels, decision_loss
+from searchr3.train.branches import branch_advantages, decision_labels, decision_logps, decision_loss
 from searchr3.train.grpo import GRPOTrainer, RLConfig
 from searchr3.train.loop import changed_settings
 from test_grpo import ENV, config, toy_dataset
@@ -30,11 +30,14 @@ def test_decision_labels_compare_mean_reasoning_with_direct():
     rewards = np.array([0.5, 0.8, 0.6,    # direct 0.5, reasoning mean 0.7: reason
                         0.9, 0.8, 0.95,   # direct 0.9, reasoning mean 0.875: emit at once
                         0.4, 0.5, 0.6,    # every rollout reasoned: no direct to compare, no label
-                        0.5, 0.5, 0.505])  # reasoning gains 0.005, under the margin: emit at once
-    lengths = np.array([0, 5, 7, 0, 3, 4, 2, 2, 2, 0, 0, 3])
-    labels, gains = decision_labels(rewards, lengths, group=3, margin=0.01)
+                        0.5, 0.5, 0.505,   # reasoning gains 0.005, under the margin: emit at once
+                        0.0, 0.9, 0.7])    # turn ended at once (forced, penalised): not direct
+    lengths = np.array([0, 5, 7, 0, 3, 4, 2, 2, 2, 0, 0, 3, 0, 0, 4])
+    forced = np.zeros(15, dtype=bool)
+    forced[12] = True
+    labels, gains = decision_labels(rewards, lengths, forced, group=3, margin=0.01)
     assert labels[0] == 1.0 and labels[1] == 0.0 and math.isnan(labels[2]) and labels[3] == 0.0
-    np.testing.assert_allclose(gains[[0, 1, 3]], [0.2, -0.025, 0.005])
+    np.testing.assert_allclose(gains[[0, 1, 3, 4]], [0.2, -0.025, 0.005, -0.2])  # the last: 0.7 vs direct 0.9 only
     assert math.isnan(gains[2])
 
 
@@ -42,12 +45,28 @@ def test_decision_loss_is_binary_cross_entropy_on_the_first_step():
     p = torch.tensor([0.9, 0.2, 0.5])
     labels = torch.tensor([1.0, 0.0, float("nan")])  # reason, emit at once, no label
     expected = -(math.log(1 - 0.9) + math.log(0.2)) / 2
-    assert decision_loss(p.log(), labels).item() == pytest.approx(expected, rel=1e-5)
+    assert decision_loss(p.log(), (1 - p).log(), labels).item() == pytest.approx(expected, rel=1e-5)
     logp = torch.tensor([math.log(0.9)], requires_grad=True)
-    decision_loss(logp, torch.tensor([1.0])).backward()
+    decision_loss(logp, torch.log(-torch.expm1(logp)), torch.tensor([1.0])).backward()
     assert logp.grad.item() > 0  # descending it lowers the probability of emitting the token at once
-    assert decision_loss(logp, torch.tensor([float("nan")])).item() == 0.0
-    assert math.isfinite(decision_loss(torch.tensor([0.0]), torch.tensor([1.0])).item())  # p = 1 stays finite
+    assert decision_loss(logp, logp, torch.tensor([float("nan")])).item() == 0.0
+
+
+def test_a_sure_model_still_learns_to_reason():
+    """Where the token leads by more than fp32 can tell from 1 (p rounds to 1), log(1 − p) taken from
+    the logits keeps a finite loss and a gradient that lowers p."""
+    logits = torch.zeros(2, 50)
+    logits[0, 7] = 40.0  # p(token) = 1 − 49·e^−40: exactly 1 in fp32
+    logits[1, 7] = 2.0
+    logits.requires_grad_(True)
+    first = decision_logps(logits, token_id=7)
+    assert first[0, 0].item() == 0.0  # log p rounds to 0 ...
+    assert first[0, 1].item() == pytest.approx(math.log(49) - 40, abs=1e-4)  # ... log(1 − p) is exact
+    torch.testing.assert_close(first[1].exp().sum(), torch.tensor(1.0))
+    loss = decision_loss(first[:, 0], first[:, 1], torch.tensor([1.0, float("nan")]))
+    assert loss.item() == pytest.approx(40 - math.log(49), rel=1e-4)
+    loss.backward()
+    assert logits.grad[0, 7] > 0 and logits.grad[1].abs().sum() == 0  # lowers the token's lead; no label, no push
 
 
 def test_a_per_row_minimum_length_scores_like_its_own_processor():
@@ -70,6 +89,12 @@ def test_config_checks_the_branches():
         RLConfig(group=4, explore_members=2, explore_min_tokens=0)
     with pytest.raises(ValueError, match="explore_min_tokens"):
         RLConfig(group=4, reasoning_tokens=8, explore_members=2, explore_min_tokens=9)
+    with pytest.raises(ValueError, match="must exceed min_reasoning_tokens"):
+        RLConfig(group=4, min_reasoning_tokens=8, explore_members=2, explore_min_tokens=8)
+    with pytest.raises(ValueError, match="explore_members is 0"):
+        RLConfig(group=4, explore_min_tokens=8)
+    with pytest.raises(ValueError, match="w_decide needs min_reasoning_tokens 0"):
+        RLConfig(group=4, min_reasoning_tokens=4, w_decide=0.5)
 
 
 def test_a_step_with_exploring_rollouts_and_the_decision_loss(tiny_folder, tmp_path):
@@ -90,7 +115,8 @@ def test_a_step_with_exploring_rollouts_and_the_decision_loss(tiny_folder, tmp_p
     assert bool(torch.isfinite(logp[action]).all())  # each token scored under the minimum it was drawn with
     start = len(trainer.model.prompts.reasoning(texts[0]).ids)
     expected = torch.log_softmax(plain[0, start - 1], dim=-1)[trainer.model.embed_token_id]
-    assert first[0].item() == pytest.approx(expected.item(), abs=1e-4)  # the plain first-step decision
+    assert first[0, 0].item() == pytest.approx(expected.item(), abs=1e-4)  # the plain first-step decision
+    torch.testing.assert_close(first.exp().sum(-1), torch.ones(len(first)))  # token or anything else
     params = [p for p in trainer.model.model.parameters() if p.requires_grad]
     before = [p.detach().clone() for p in params]
     metrics = trainer.train_step()

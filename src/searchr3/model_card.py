@@ -182,6 +182,14 @@ def rl_record(folder: Path) -> dict:
             "dev": [(r["step"], r["dev_ndcg@10"]) for r in rows if "dev_ndcg@10" in r]}
 
 
+def _reward_words(env: dict) -> str:
+    """What the run's reward was; records from before the rank reward hold no `reward` and used nDCG."""
+    if env.get("reward", "ndcg") == "ndcg":
+        return f"nDCG@{env['reward_k']}"
+    words = f"a piecewise reward on the positive's rank over 1–{env['rank_depth']}"
+    return words + (", plus a similarity-margin term" if env.get("margin_weight") else "")
+
+
 def render_rl(name: str, base: str, record: dict, results_table: str | None = None,
               init_label: str | None = None, narrative: str | None = None) -> str:
     """The Markdown card of a Stage-2 (GRPO) model.
@@ -198,9 +206,8 @@ def render_rl(name: str, base: str, record: dict, results_table: str | None = No
 
     lines = ["---", "library_name: searchr3", "tags: [searchr3, search-r3, embeddings, retrieval, lora, grpo]",
              f"base_model: {base}", f"datasets: [{dataset}]", "---", "", f"# {name}", "",
-             f"A Search-R3 Stage-2 model: {start} further trained with GRPO, rewarded by nDCG@"
-             f"{env['reward_k']} of the corpus ranking its reasoning-then-embedding vector produces "
-             "(`searchr3 train rl`).", "",
+             f"A Search-R3 Stage-2 model: {start} further trained with GRPO (`searchr3 train rl`), rewarded by "
+             f"how well its reasoning-then-embedding vector ranks the corpus: {_reward_words(env)}.", "",
              "## Use", "", "```python", "from searchr3 import SearchR3", "",
              f'model = SearchR3.from_pretrained("{name}")',
              'query = model.embed_queries(["does aspirin thin the blood?"], reasoning=True)', "```", ""]

@@ -38,30 +38,42 @@ def branch_advantages(rewards: np.ndarray, group: int, exploring: int, norm: str
     return out.reshape(-1)
 
 
-def decision_labels(rewards: np.ndarray, lengths: np.ndarray, group: int, margin: float) -> tuple[np.ndarray,
-                                                                                                  np.ndarray]:
-    """Per group: 1 where its reasoning rollouts (length > 0) beat its direct ones (length 0) by more
-    than `margin` in mean reward, 0 where not, NaN where one kind is missing; and the gain (reasoning
-    mean − direct mean, NaN where missing)."""
+def decision_labels(rewards: np.ndarray, lengths: np.ndarray, forced: np.ndarray, group: int,
+                    margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per group: 1 where its reasoning rollouts (length > 0, from either branch) beat its direct ones
+    by more than `margin` in mean reward, 0 where not, NaN where one kind is missing; and the gain
+    (reasoning mean − direct mean, NaN where missing). A direct rollout is one that emitted the token
+    at once; one that ended its turn at once (token appended, format penalty) is neither kind."""
     r = np.asarray(rewards, dtype=np.float64).reshape(-1, group)
-    reasoned = np.asarray(lengths).reshape(-1, group) > 0
+    length = np.asarray(lengths).reshape(-1, group)
+    reasoned = length > 0
+    direct = (length == 0) & ~np.asarray(forced, dtype=bool).reshape(-1, group)
     labels = np.full(len(r), np.nan)
     gains = np.full(len(r), np.nan)
-    for i, (row, mask) in enumerate(zip(r, reasoned)):
-        if mask.any() and (~mask).any():
-            gains[i] = row[mask].mean() - row[~mask].mean()
+    for i in range(len(r)):
+        if reasoned[i].any() and direct[i].any():
+            gains[i] = r[i, reasoned[i]].mean() - r[i, direct[i]].mean()
             labels[i] = float(gains[i] > margin)
     return labels, gains
 
 
-def decision_loss(logp_token: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def decision_logps(logits: torch.Tensor, token_id: int) -> torch.Tensor:
+    """(R, 2) log-probs of the first step's decision from its logits (R, V): emit the token at once, or
+    anything else. Both from the logits, so log(1 − p) stays exact (and keeps its gradient) even
+    where p rounds to 1 in fp32."""
+    logits = logits.float()
+    total = torch.logsumexp(logits, dim=-1)
+    others = logits.index_fill(-1, torch.tensor([token_id], device=logits.device), float("-inf"))
+    return torch.stack([logits[:, token_id] - total, torch.logsumexp(others, dim=-1) - total], dim=-1)
+
+
+def decision_loss(logp_token: torch.Tensor, logp_reason: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy on the first step: `logp_token` (Q,) is the log-probability of emitting the
-    embed token at once, `labels` (Q,) 1 = reason, 0 = emit at once, NaN = no label (left out).
-    Zero when no query has a label."""
+    embed token at once and `logp_reason` (Q,) that of anything else (log(1 − p), computed from the
+    logits so it keeps its gradient however sure the model is), `labels` (Q,) 1 = reason, 0 = emit
+    at once, NaN = no label (left out). Zero when no query has a label."""
     known = ~torch.isnan(labels)
     if not bool(known.any()):
         return logp_token.sum() * 0.0  # keeps the graph, adds nothing
-    logp, y = logp_token[known], labels[known].to(logp_token.dtype)
-    # log(1 − p) computed stably from log p
-    log_reason = torch.log(-torch.expm1(logp.clamp(max=-1e-7)))
-    return -(y * log_reason + (1 - y) * logp).mean()
+    y = labels[known].to(logp_token.dtype)
+    return -(y * logp_reason[known] + (1 - y) * logp_token[known]).mean()

@@ -204,17 +204,18 @@ class GRPOTrainer(Trainer):
     def token_logps(self, hidden: torch.Tensor, gather: torch.Tensor, targets: torch.Tensor,
                     floor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probs (R, T) of the generated tokens under the distribution each was drawn from (the
-        `LogitsProcessor` at the row's minimum length), and (R,) the model's plain log-prob of emitting
-        the embed token at the first step (the decision to reason or not)."""
+        `LogitsProcessor` at the row's minimum length), and (R, 2) the first step's log-probs of
+        emitting the embed token and of anything else: the decision to reason or not, taken on the
+        plain softmax (no temperature, top-p or minimum) so it stays defined where sampling bars it."""
         h = hidden[torch.arange(hidden.shape[0], device=hidden.device)[:, None], gather]  # (R, T, H)
         logits = self.model.model.get_output_embeddings()(h)
         steps = torch.arange(targets.shape[1], device=logits.device)  # token t was chosen at reasoning step t
         logp = self.processor.log_probs(logits, steps, keep=targets, min_tokens=floor)
-        first = torch.log_softmax(logits[:, 0].float(), dim=-1)[:, self.model.embed_token_id]
+        first = branches.decision_logps(logits[:, 0], self.model.embed_token_id)
         return logp.gather(-1, targets[..., None]).squeeze(-1), first
 
     def _forward(self, ids, mask, pos, gather, targets, floor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Log-probs (R, T) of the generated tokens, the first step's log-prob (R,) of the token, and the
+        """Log-probs (R, T) of the generated tokens, the first step's decision log-probs (R, 2), and the
         vectors (R, H) at the embed token, from one forward pass over prompt + completion (run by `self.forward`)."""
         hidden, _ = self.model.hidden_states(ids, mask, pos)
         logp, first = self.token_logps(hidden, gather, targets, floor)
@@ -315,7 +316,8 @@ class GRPOTrainer(Trainer):
             advantages = branches.branch_advantages(rewards, c.group, c.explore_members, c.advantage)
         else:
             advantages = reward.group_advantages(rewards, c.group, norm=c.advantage)
-        labels, gains = branches.decision_labels(rewards, lengths, c.group, c.decide_margin)
+        forced = np.array([r.forced for r in all_results])
+        labels, gains = branches.decision_labels(rewards, lengths, forced, c.group, c.decide_margin)
         # this rank's share of the chosen groups (batch_queries divides by the processes)
         share = len(groups.chosen) // distributed.world()
         lo, hi = distributed.rank() * share * c.group, (distributed.rank() + 1) * share * c.group
@@ -337,7 +339,8 @@ class GRPOTrainer(Trainer):
             terms["aux"] = (self.aux_infonce(vectors, mine, all_vectors, all_q) if c.w_aux > 0
                             else torch.zeros((), device=logp.device))
             # a group's rollouts share its prompt, so its first row's first step is the decision
-            terms["decide"] = (branches.decision_loss(token_first[::c.group], decide) if c.w_decide > 0
+            decision = token_first[::c.group].unbind(-1)  # (log p(token), log p(anything else))
+            terms["decide"] = (branches.decision_loss(*decision, decide) if c.w_decide > 0
                                else torch.zeros((), device=logp.device))
             total = terms["policy"] + c.beta * terms["kl"] + c.w_aux * terms["aux"] + c.w_decide * terms["decide"]
             self.optimizer.zero_grad(set_to_none=True)
@@ -351,14 +354,13 @@ class GRPOTrainer(Trainer):
         self.step += 1
         out = {k: distributed.mean(float(v.detach())) if torch.is_tensor(v) else v for k, v in first.items()}
         ndcg = np.concatenate([g.ndcg for g in groups.chosen])
-        forced = [r.forced for r in all_results]
         out.update({"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
                     "ndcg_mean": float(ndcg.mean()), **reward.group_stats(ndcg, c.group),
                     "rank_median": float(np.median(np.concatenate([g.ranks for g in groups.chosen]))),
                     "dropped_share": groups.dropped_share, "rounds": groups.stats["rounds"],
                     "forced_rate": float(np.mean(forced)),
                     "length_mean": float(lengths.mean()),
-                    "p_token_first": distributed.mean(float(token_first[::c.group].detach().exp().mean())),
+                    "p_token_first": distributed.mean(float(token_first[::c.group, 0].detach().exp().mean())),
                     **{k: groups.stats[k] for k in ("encodings", "stale_admitted", "full_refresh", "drift")},
                     "corpus": len(self.env), "lr": self.optimizer.param_groups[0]["lr"],
                     **{k: distributed.mean(v) for k, v in drift.items()}})

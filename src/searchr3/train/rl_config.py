@@ -82,6 +82,14 @@ class RLConfig:
             if not 1 <= self.explore_min_tokens <= self.reasoning_tokens:
                 raise ValueError(f"explore_min_tokens must be 1 to the reasoning budget ({self.reasoning_tokens}), "
                                  f"got {self.explore_min_tokens}")
+            if self.explore_min_tokens <= self.min_reasoning_tokens:
+                raise ValueError(f"explore_min_tokens ({self.explore_min_tokens}) must exceed min_reasoning_tokens "
+                                 f"({self.min_reasoning_tokens}), or the exploring branch explores nothing new")
+        elif self.explore_min_tokens:
+            raise ValueError("explore_min_tokens is set but explore_members is 0: no rollout would use it")
+        if self.w_decide and self.min_reasoning_tokens:
+            raise ValueError("w_decide needs min_reasoning_tokens 0: with a forced minimum no rollout can be "
+                             "direct, so the reason-or-not decision has nothing to learn from")
         parse_source(self.data)  # refuses test splits
 
 

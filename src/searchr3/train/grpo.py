@@ -312,10 +312,8 @@ class GRPOTrainer(Trainer):
         all_results = [r for g in groups.chosen for r in g.results]
         all_vectors = np.stack([r.vector for r in all_results])
         lengths = np.array([len(r.token_ids) - 1 for r in all_results])
-        if c.explore_members:
-            advantages = branches.branch_advantages(rewards, c.group, c.explore_members, c.advantage)
-        else:
-            advantages = reward.group_advantages(rewards, c.group, norm=c.advantage)
+        # within each branch; with no exploring members, over the whole group (plain GRPO)
+        advantages = branches.branch_advantages(rewards, c.group, c.explore_members, c.advantage)
         forced = np.array([r.forced for r in all_results])
         labels, gains = branches.decision_labels(rewards, lengths, forced, c.group, c.decide_margin)
         # this rank's share of the chosen groups (batch_queries divides by the processes)

@@ -5,8 +5,9 @@
 
 `dev` reads the dev scores (`searchr3 eval ... --split dev --reasoning both --max-docs 3000`, one file
 per model, named for it; `stage1-sft-v3` is the start). `test` reads full-corpus test results of
-the models in experiments/rl_v2/test/ (`TAG-SET.json`, from `test_sets.sh`) and takes the Stage-1
-start's direct vector from benchmarks/results/quality.json (same evaluator, same full corpora), so
+the models in experiments/rl_v2/test/ (`TAG-SET.json`, from `test_sets.sh`, fp32) and takes the Stage-1
+start's direct vector from `test/stage1-sft-v3-SET.json` (the start scored the same way), or where that
+set is not scored yet from benchmarks/results/quality.json (same evaluator and corpora, bf16), so
 the issue's two comparisons stand side by side: +R against the model's own direct vector, and +R
 against the direct vector of the Stage-1 model it started from.
 """
@@ -71,35 +72,46 @@ def dev_table() -> list[str]:
     return lines
 
 
+def _stage1_direct(s: str, quality: dict) -> tuple[dict[str, float], float, str]:
+    """The Stage-1 start's direct per-query nDCG@10 on set `s`, its mean, and where it came from."""
+    path = HERE / "test" / f"stage1-sft-v3-{s}.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        return _per_query(r, "off"), r["modes"]["off"]["metrics"]["ndcg@10"], r["model"].get("dtype", "?")
+    start = quality[s][STAGE1]
+    return start["ndcg_per_query"], start["metrics"]["ndcg@10"], "quality.json (bf16)"
+
+
 def test_table() -> list[str]:
     quality = json.loads((ROOT / "benchmarks/results/quality.json").read_text())["results"]
     tags = sorted({p.stem[: -len(s) - 1] for s in SETS for p in (HERE / "test").glob(f"*-{s}.json")})
     lines = ["# Stage 2 v2 on the five test sets", "",
              "Full corpora, nDCG@10; p from paired randomisation tests over per-query nDCG@10. The Stage-1 "
-             f"start's direct vector ({STAGE1}) is from benchmarks/results/quality.json.", ""]
+             f"start's direct vector ({STAGE1}) is its own test run where scored (`stage1-sft-v3`), "
+             "otherwise benchmarks/results/quality.json; each row names the dtypes it pairs.", ""]
     for tag in tags:
         lines += [f"## {tag}", "",
                   "| set (queries) | Stage-1 direct | direct | +R | +R − own direct (p) | +R − Stage-1 direct (p) "
-                  "| reasoned on | gain where reasoned | mean trace |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| reasoned on | gain where reasoned | mean trace | dtype (Stage-1 from) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         above, below = [], []
         for s in SETS:
             path = HERE / "test" / f"{tag}-{s}.json"
             if not path.is_file():
-                lines.append(f"| {s} | not run | | | | | | | |")
+                lines.append(f"| {s} | not run | | | | | | | | |")
                 continue
             r = json.loads(path.read_text())
-            start = quality[s][STAGE1]
+            start, start_ndcg, start_from = _stage1_direct(s, quality)
             own, own_p = _paired(_per_query(r, "on"), _per_query(r, "off"))
-            vs1, vs1_p = _paired(_per_query(r, "on"), start["ndcg_per_query"])
+            vs1, vs1_p = _paired(_per_query(r, "on"), start)
             if vs1 > 0 and vs1_p < ALPHA:
                 above.append(s)
             if own < 0 and own_p < ALPHA:
                 below.append(s)
             off, on = (r["modes"][m]["metrics"]["ndcg@10"] for m in ("off", "on"))
-            lines.append(f"| {s} ({len(_per_query(r, 'on'))}) | {start['metrics']['ndcg@10']:.3f} | {off:.3f} | "
+            lines.append(f"| {s} ({len(_per_query(r, 'on'))}) | {start_ndcg:.3f} | {off:.3f} | "
                          f"{on:.3f} | {own:+.3f} ({own_p:.4f}) | {vs1:+.3f} ({vs1_p:.4f}) | "
-                         + " | ".join(_reasoning(r)) + " |")
+                         + " | ".join(_reasoning(r)) + f" | {r['model'].get('dtype', '?')} ({start_from}) |")
         met = len(above) >= 2 and "scifact" in above and not below
         lines += ["", f"Target (+R significantly above Stage-1 direct on ≥ 2 sets, SciFact among them; not "
                       f"significantly below its own direct on any): **{'met' if met else 'not met'}** — above on "

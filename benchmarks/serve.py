@@ -34,7 +34,7 @@ import numpy as np
 
 from searchr3 import read_corpus, read_queries
 from searchr3.data import resolve_dataset
-from searchr3.precision import cpu_name
+from searchr3.precision import cpu_name, cpu_supports_bf16
 from searchr3.service_process import ServiceProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -67,12 +67,13 @@ def run_load(base: str, path: str, bodies: list[dict], clients: int, per_client:
             "p50_ms": round(1000 * percentile(latencies, 50), 1), "p99_ms": round(1000 * percentile(latencies, 99), 1)}
 
 
-def bench_service(model: str, n_docs: int, per_client_1: int, per_client_8: int, max_length: int) -> dict:
+def bench_service(model: str, n_docs: int, per_client_1: int, per_client_8: int, max_length: int,
+                  dtype: str) -> dict:
     docs = read_corpus(resolve_dataset("scifact"))
     queries = list(read_queries(resolve_dataset("scifact") / "queries.jsonl").values())[:64]
     out = {}
     with tempfile.TemporaryDirectory() as tmp, \
-            ServiceProcess(model, Path(tmp) / "index", max_length=max_length) as server:
+            ServiceProcess(model, Path(tmp) / "index", max_length=max_length, dtype=dtype) as server:
         base = server.url
         start = time.perf_counter()
         for i in range(0, n_docs, 16):
@@ -103,7 +104,8 @@ def bench_service(model: str, n_docs: int, per_client_1: int, per_client_8: int,
 def markdown(result: dict) -> str:
     svc = result["service"]
     lines = [f"# Service speed ({result['machine']['cpu']}, {result['machine']['threads']} threads)", "",
-             f"Model `{result['model']}`, max_length {result['max_length']}, one server process, single-text "
+             f"Model `{result['model']}`, dtype {result.get('dtype', 'auto')} (native bf16: "
+             f"{result['machine'].get('native_bf16', '–')}), max_length {result['max_length']}, one server process, single-text "
              f"requests over loopback HTTP; index of {svc['index_fill']['documents']} SciFact abstracts "
              f"(filled through POST /v1/documents in {svc['index_fill']['seconds']} s).", "",
              "| workload | clients | requests | errors | requests/s | p50 ms | p99 ms | × one client |",
@@ -120,6 +122,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="searchr3-smollm2-135m-sft")
     p.add_argument("--max-length", type=int, default=128, help="text tokens kept per document/query")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+                   help="the service's weights (auto: bf16 where the CPU has it natively, else fp32)")
     p.add_argument("--docs", type=int, default=200, help="SciFact abstracts put in the served index")
     p.add_argument("--quick", action="store_true", help="small counts (smoke check; numbers not for the README)")
     p.add_argument("--output", default=str(RESULTS / "serve"), help="output path without extension")
@@ -127,10 +131,10 @@ def main() -> None:
     per1, per8 = (3, 2) if args.quick else (24, 6)
     if args.quick:
         args.docs = 32
-    result = {"model": args.model, "max_length": args.max_length, "quick": args.quick,
+    result = {"model": args.model, "dtype": args.dtype, "max_length": args.max_length, "quick": args.quick,
               "machine": {"cpu": cpu_name(), "threads": faiss.omp_get_max_threads(),
-                          "python": platform.python_version()}}
-    result["service"] = bench_service(args.model, args.docs, per1, per8, args.max_length)
+                          "native_bf16": cpu_supports_bf16(), "python": platform.python_version()}}
+    result["service"] = bench_service(args.model, args.docs, per1, per8, args.max_length, args.dtype)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")

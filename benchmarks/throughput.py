@@ -1,9 +1,10 @@
 """Throughput of searchr3 on this machine; writes benchmarks/results/throughput.{json,md}.
 
 Measures: matmul GFLOP/s (the roofline), document encoding (fp32 and bf16, batch 1/8/32,
-SciFact abstracts cut to 128 text tokens; bf16 timed in full only where the CPU has it natively),
+SciFact abstracts cut to 128 text tokens; bf16 timed in full only where the CPU has it natively;
+int8 at batch 8/32 where the CPU has int8 dot products, VNNI or AMX),
 a plain transformers forward of the same model as the peer, prompt-prefix reuse on vs off,
-reasoning queries/min at a 64-token budget at batch 8, 32 and 64 (fp32, and bf16 where native),
+reasoning queries/min at a 64-token budget at batch 8, 32 and 64 (fp32, and bf16 and int8 where fast),
 one-pass reasoning vs generate-then-re-encode, and all-MiniLM-L6-v2 on the same passages.
 
     python benchmarks/throughput.py            # full run (~30 min on 2 cores)
@@ -26,7 +27,7 @@ import torch
 
 from searchr3 import EmbedConfig, SearchR3, embed_token_states, read_corpus, read_queries
 from searchr3.data import resolve_dataset
-from searchr3.precision import cpu_name, cpu_supports_bf16
+from searchr3.precision import cpu_name, cpu_supports_bf16, cpu_supports_int8_dot
 from searchr3.prompts import document_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -166,7 +167,7 @@ def main() -> None:
 
     report: dict = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                                 "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                                "native_bf16": cpu_supports_bf16()}}
+                                "native_bf16": cpu_supports_bf16(), "int8_dot": cpu_supports_int8_dot()}}
     print("matmul roofline ...", flush=True)
     shapes = [(1024, 1024, 1024), (2048, 2048, 2048), (4096, 576, 1536)]
     report["matmul_gflops"] = {"fp32": matmul_gflops(torch.float32, shapes),
@@ -198,6 +199,16 @@ def main() -> None:
             r["roofline_fraction"] = 2 * matmul_params * r["tokens_per_s"] / (peak * 1e9)
             report["documents"]["transformers fp32/b8"] = r
     model.model.to(torch.float32)
+    int8_model = None
+    if cpu_supports_int8_dot():  # without VNNI/AMX int8 is many times slower than fp32 (docs/performance.md)
+        print("int8 model (SmoothQuant calibration at load) ...", flush=True)
+        int8_model = SearchR3.from_pretrained("smollm2-135m-instruct", dtype="int8",
+                                              config=EmbedConfig(max_length=128))
+        for batch in (8, 32):
+            print(f"documents int8 batch {batch} ({n_docs} docs) ...", flush=True)
+            r = bench_documents(int8_model, texts, batch)
+            r["roofline_fraction"] = 2 * matmul_params * r["tokens_per_s"] / (peak * 1e9)
+            report["documents"][f"int8/b{batch}"] = r
 
     print("prompt-prefix reuse ...", flush=True)
     report["prefix_reuse"] = {f"fp32/b{b}": bench_prefix(model, texts, queries_all[:n_docs], b) for b in (8, 32)}
@@ -209,14 +220,17 @@ def main() -> None:
             ("fp32", "scifact", 32, 32), ("fp32", "scifact", 64, 64), ("fp32", "birco-wtb", 8, 8)]
     if native:  # decoding reads every weight per token: half the bytes should show
         runs += [("bf16", "scifact", 8, 16), ("bf16", "scifact", 32, 32), ("bf16", "scifact", 64, 64)]
+    if int8_model is not None:  # a quarter of the bytes
+        runs += [("int8", "scifact", 8, 16), ("int8", "scifact", 32, 32), ("int8", "scifact", 64, 64)]
     for dtype, source, batch, n in runs:
         if args.quick and batch >= 32:
             continue
-        model.model.to(torch.bfloat16 if dtype == "bf16" else torch.float32)
+        if dtype != "int8":
+            model.model.to(torch.bfloat16 if dtype == "bf16" else torch.float32)
         queries = (queries_all if source == "scifact" else long_queries)[:n]
         key = f"{source}/b{batch}" + ("" if dtype == "fp32" else f" {dtype}")
         print(f"reasoning {key} ({n} queries, budget {budget}) ...", flush=True)
-        r = bench_reasoning(model, queries, batch, budget)
+        r = bench_reasoning(int8_model if dtype == "int8" else model, queries, batch, budget)
         ours = r.pop("_results")
         r["mean_prompt_tokens"] = float(np.mean([len(model.prompts.reasoning(q).ids) for q in queries]))
         report["reasoning"][key] = r
@@ -242,7 +256,7 @@ def write(report: dict) -> None:
     peak = max(report["matmul_gflops"]["fp32"].values())
     lines = ["# Throughput", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
-             f"native bf16: {m['native_bf16']}. Model: {report['model']['name']} "
+             f"native bf16: {m['native_bf16']}, int8 dot products (VNNI/AMX): {m.get('int8_dot', '–')}. Model: {report['model']['name']} "
              f"({report['model']['params'] / 1e6:.1f} M parameters, {report['model']['matmul_params'] / 1e6:.1f} M in "
              "matmuls when encoding).", "",
              "## Matmul roofline (GFLOP/s)", "", "| dtype | shape (m×k×n) | GFLOP/s |", "|---|---|---:|"]

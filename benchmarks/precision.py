@@ -8,6 +8,7 @@ The issue's bar for offering a dtype: nDCG@10 within 0.005 of fp32 on every set.
 
     python benchmarks/precision.py                        # fp32, bf16 and int8 where the CPU runs them fast
     python benchmarks/precision.py --dtypes fp32 int8 --sets scifact
+    python benchmarks/precision.py --dtypes fp32 int8 --int8-keep down_proj --output /tmp/keep  # a variant row
 
 Writes benchmarks/results/precision.{json,md}.
 """
@@ -25,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from searchr3 import DEFAULT_MODEL, SearchR3
+from searchr3 import DEFAULT_MODEL, SearchR3, quantize_int8
 from searchr3 import metrics as M
 from searchr3.baselines import Retrieval
 from searchr3.data import load_dataset
@@ -61,8 +62,11 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--dtypes", nargs="+", default=None, help="default: fp32, then bf16 and int8 where this CPU runs them fast")
     parser.add_argument("--sets", nargs="+", default=list(SETS))
+    parser.add_argument("--split", default="test", help="the sets' split (dev where a choice is being made)")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--docs", type=int, default=600)
+    parser.add_argument("--int8-keep", nargs="+", default=None, metavar="LAYER",
+                        help="also time int8 with these linear layers (name suffixes) left in fp32")
     parser.add_argument("--output", default=str(RESULTS / "precision"), help="path without extension")
     args = parser.parse_args()
     # each low precision where this CPU runs it fast (without VNNI/AMX int8 is many times slower than
@@ -71,19 +75,25 @@ def main() -> None:
                              *(["int8"] if cpu_supports_int8_dot() else [])]
     if dtypes[0] != "fp32":
         parser.error("the first dtype is the reference and must be fp32")
+    if args.int8_keep:
+        dtypes.append("int8 keep " + "+".join(args.int8_keep))
     samples = {}
     for name in args.sets:
-        data = load_dataset(name, split="test")
+        data = load_dataset(name, split=args.split)
         qids = RetrievalEvaluator(data, max_queries=args.queries).query_ids
         samples[name] = data.sample(qids, max_docs=args.docs)
     report = {"model": args.model, "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                                                "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                                                "native_bf16": cpu_supports_bf16(),
                                                "int8_dot": cpu_supports_int8_dot()},
-              "queries": args.queries, "docs": args.docs, "rows": []}
+              "split": args.split, "queries": args.queries, "docs": args.docs, "rows": []}
     reference: dict[str, tuple[np.ndarray, dict]] = {}
     for dtype in dtypes:
-        model = SearchR3.from_pretrained(args.model, dtype=dtype)
+        if dtype.startswith("int8 keep"):
+            model = SearchR3.from_pretrained(args.model, dtype="fp32")
+            quantize_int8(model, keep=tuple(args.int8_keep))
+        else:
+            model = SearchR3.from_pretrained(args.model, dtype=dtype)
         for name, sample in samples.items():
             print(f"{dtype} {name} ...", flush=True)
             retriever = TimedRetriever(model)
@@ -112,7 +122,8 @@ def write(report: dict, out: Path) -> None:
     m = report["machine"]
     lines = ["# Precision: what bf16 and int8 cost in nDCG@10 and buy in speed", "",
              f"Model `{report['model']}`; {m['cpu']}, {m['cores']} cores, torch {m['torch']} "
-             f"({m['torch_threads']} threads), native bf16: {m['native_bf16']}. Each set: {report['queries']} test "
+             f"({m['torch_threads']} threads), native bf16: {m['native_bf16']}. Each set: {report['queries']} "
+             f"{report.get('split', 'test')} "
              f"queries over a {report['docs']}-document sample (their judged documents and seeded random others), "
              "the same sample for every dtype. Δ: nDCG@10 minus fp32's (paired randomisation test p); the bar for "
              "offering a dtype is |Δ| ≤ 0.005 on every set.", "",

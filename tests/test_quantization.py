@@ -42,6 +42,18 @@ def test_int8_quantises_every_linear_but_lm_head(pair):
     assert kinds and all(k != "Tensor" for k in kinds.values()), kinds
 
 
+def test_int8_keep_leaves_the_named_layers_in_full_precision(tiny_folder):
+    from searchr3 import EmbedConfig
+
+    model = SearchR3.from_pretrained(tiny_folder, dtype="fp32", device="cpu", config=EmbedConfig(max_length=48))
+    quantize_int8(model, documents=DOCS, queries=QUERIES, keep=("down_proj",))
+    kinds = {name: type(m.weight.data).__name__ for name, m in model.model.named_modules()
+             if isinstance(m, torch.nn.Linear)}
+    kept = {name for name, kind in kinds.items() if kind == "Tensor"}
+    assert kept == {n for n in kinds if n.endswith(("down_proj", "lm_head"))}
+    assert len(kept) < len(kinds)
+
+
 def test_int8_vectors_are_close_to_fp32_but_not_equal(pair):
     fp32, int8 = pair
     for fn in (lambda m: m.embed_documents(DOCS), lambda m: m.embed_queries(QUERIES)):

@@ -61,13 +61,15 @@ def is_quantized(module: torch.nn.Module) -> bool:
 
 
 def quantize_int8(model: "SearchR3", documents: Sequence[str] | None = None, queries: Sequence[str] | None = None,
-                  alpha: float = ALPHA) -> None:
+                  alpha: float = ALPHA, keep: Sequence[str] = ()) -> None:
     """Quantise `model`'s linear layers (all but lm_head) to int8 in place, SmoothQuant-calibrated.
 
     Args:
         model: an fp32 model on the CPU (torchao's int8 kernels here are CPU ones).
         documents, queries: calibration texts; default: the shipped ones (`calibration_texts`).
         alpha: SmoothQuant's migration strength.
+        keep: name suffixes of further linear layers left in full precision (e.g. ``("down_proj",)``,
+            the layer whose inputs carry the largest outlier channels), trading speed for fidelity.
     """
     require("int8", "torchao")
     from torchao.prototype.smoothquant import SmoothQuantConfig
@@ -88,13 +90,14 @@ def quantize_int8(model: "SearchR3", documents: Sequence[str] | None = None, que
     if not documents:
         raise ValueError("int8 calibration needs at least one document text")
 
+    skip = (*SKIP, *keep)
     base = Int8DynamicActivationInt8WeightConfig()
 
     def config(step: str) -> SmoothQuantConfig:
         return SmoothQuantConfig(base, step=step, alpha=alpha, use_running_absmax=True)
 
     quantize_(model.model, config("prepare"),
-              filter_fn=lambda m, fqn: isinstance(m, torch.nn.Linear) and not fqn.endswith(SKIP))
+              filter_fn=lambda m, fqn: isinstance(m, torch.nn.Linear) and not fqn.endswith(skip))
     log.info("calibrating int8 (SmoothQuant alpha %s) on %d documents and %d queries", alpha, len(documents),
              len(queries))
     with warnings.catch_warnings():  # calibration texts longer than the model's length are cut, as intended

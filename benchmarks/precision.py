@@ -57,6 +57,12 @@ class TimedRetriever:
         return Retrieval(run, {"index_seconds": self.doc_seconds})
 
 
+def _int8_keeping(name: str, keep: list[str]) -> SearchR3:
+    model = SearchR3.from_pretrained(name, dtype="fp32")
+    quantize_int8(model, keep=tuple(keep))
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL)
@@ -75,8 +81,10 @@ def main() -> None:
                              *(["int8"] if cpu_supports_int8_dot() else [])]
     if dtypes[0] != "fp32":
         parser.error("the first dtype is the reference and must be fp32")
+    # each row's label and how its model is loaded: a dtype, or int8 with some layers kept in fp32
+    variants = [(d, lambda d=d: SearchR3.from_pretrained(args.model, dtype=d)) for d in dtypes]
     if args.int8_keep:
-        dtypes.append("int8 keep " + "+".join(args.int8_keep))
+        variants.append(("int8 keep " + "+".join(args.int8_keep), lambda: _int8_keeping(args.model, args.int8_keep)))
     samples = {}
     for name in args.sets:
         data = load_dataset(name, split=args.split)
@@ -88,12 +96,8 @@ def main() -> None:
                                                "int8_dot": cpu_supports_int8_dot()},
               "split": args.split, "queries": args.queries, "docs": args.docs, "rows": []}
     reference: dict[str, tuple[np.ndarray, dict]] = {}
-    for dtype in dtypes:
-        if dtype.startswith("int8 keep"):
-            model = SearchR3.from_pretrained(args.model, dtype="fp32")
-            quantize_int8(model, keep=tuple(args.int8_keep))
-        else:
-            model = SearchR3.from_pretrained(args.model, dtype=dtype)
+    for dtype, load in variants:
+        model = load()
         for name, sample in samples.items():
             print(f"{dtype} {name} ...", flush=True)
             retriever = TimedRetriever(model)
@@ -123,7 +127,7 @@ def write(report: dict, out: Path) -> None:
     lines = ["# Precision: what bf16 and int8 cost in nDCG@10 and buy in speed", "",
              f"Model `{report['model']}`; {m['cpu']}, {m['cores']} cores, torch {m['torch']} "
              f"({m['torch_threads']} threads), native bf16: {m['native_bf16']}. Each set: {report['queries']} "
-             f"{report.get('split', 'test')} "
+             f"{report['split']} "
              f"queries over a {report['docs']}-document sample (their judged documents and seeded random others), "
              "the same sample for every dtype. Δ: nDCG@10 minus fp32's (paired randomisation test p); the bar for "
              "offering a dtype is |Δ| ≤ 0.005 on every set.", "",

@@ -104,8 +104,8 @@ def bench_service(model: str, n_docs: int, per_client_1: int, per_client_8: int,
 def markdown(result: dict) -> str:
     svc = result["service"]
     lines = [f"# Service speed ({result['machine']['cpu']}, {result['machine']['threads']} threads)", "",
-             f"Model `{result['model']}`, dtype {result.get('dtype', 'auto')} (native bf16: "
-             f"{result['machine'].get('native_bf16', '–')}), max_length {result['max_length']}, one server process, single-text "
+             f"Model `{result['model']}`, dtype {result['dtype']} (native bf16: "
+             f"{result['machine']['native_bf16']}), max_length {result['max_length']}, one server process, single-text "
              f"requests over loopback HTTP; index of {svc['index_fill']['documents']} SciFact abstracts "
              f"(filled through POST /v1/documents in {svc['index_fill']['seconds']} s).", "",
              "| workload | clients | requests | errors | requests/s | p50 ms | p99 ms | × one client |",

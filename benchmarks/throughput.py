@@ -256,7 +256,7 @@ def write(report: dict) -> None:
     peak = max(report["matmul_gflops"]["fp32"].values())
     lines = ["# Throughput", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
-             f"native bf16: {m['native_bf16']}, int8 dot products (VNNI/AMX): {m.get('int8_dot', '–')}. Model: {report['model']['name']} "
+             f"native bf16: {m['native_bf16']}, int8 dot products (VNNI/AMX): {m['int8_dot']}. Model: {report['model']['name']} "
              f"({report['model']['params'] / 1e6:.1f} M parameters, {report['model']['matmul_params'] / 1e6:.1f} M in "
              "matmuls when encoding).", "",
              "## Matmul roofline (GFLOP/s)", "", "| dtype | shape (m×k×n) | GFLOP/s |", "|---|---|---:|"]

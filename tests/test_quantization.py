@@ -27,6 +27,12 @@ def pair(tiny_folder):
     return fp32, int8
 
 
+def _weight_kinds(model: SearchR3) -> dict[str, str]:
+    """Each linear layer's weight class: `Tensor` where it stayed in full precision."""
+    return {name: type(m.weight.data).__name__ for name, m in model.model.named_modules()
+            if isinstance(m, torch.nn.Linear)}
+
+
 def test_shipped_calibration_texts_exist_and_are_not_tiny():
     documents, queries = calibration_texts()
     assert len(documents) >= 32 and len(queries) >= 32
@@ -36,8 +42,7 @@ def test_shipped_calibration_texts_exist_and_are_not_tiny():
 def test_int8_quantises_every_linear_but_lm_head(pair):
     fp32, int8 = pair
     assert int8.precision == "int8" and fp32.precision == "float32"
-    kinds = {name: type(m.weight.data).__name__ for name, m in int8.model.named_modules()
-             if isinstance(m, torch.nn.Linear)}
+    kinds = _weight_kinds(int8)
     assert kinds.pop("lm_head") == "Tensor"
     assert kinds and all(k != "Tensor" for k in kinds.values()), kinds
 
@@ -47,8 +52,7 @@ def test_int8_keep_leaves_the_named_layers_in_full_precision(tiny_folder):
 
     model = SearchR3.from_pretrained(tiny_folder, dtype="fp32", device="cpu", config=EmbedConfig(max_length=48))
     quantize_int8(model, documents=DOCS, queries=QUERIES, keep=("down_proj",))
-    kinds = {name: type(m.weight.data).__name__ for name, m in model.model.named_modules()
-             if isinstance(m, torch.nn.Linear)}
+    kinds = _weight_kinds(model)
     kept = {name for name, kind in kinds.items() if kind == "Tensor"}
     assert kept == {n for n in kinds if n.endswith(("down_proj", "lm_head"))}
     assert len(kept) < len(kinds)

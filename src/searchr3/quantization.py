@@ -62,7 +62,7 @@ def is_quantized(module: torch.nn.Module) -> bool:
 
 def quantize_int8(model: "SearchR3", documents: Sequence[str] | None = None, queries: Sequence[str] | None = None,
                   alpha: float = ALPHA, keep: Sequence[str] = ()) -> None:
-    """Quantise `model`'s linear layers (all but lm_head) to int8 in place, SmoothQuant-calibrated.
+    """Quantise `model`'s linear layers (all but lm_head and `keep`) to int8 in place, SmoothQuant-calibrated.
 
     Args:
         model: an fp32 model on the CPU (torchao's int8 kernels here are CPU ones).

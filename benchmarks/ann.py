@@ -46,14 +46,17 @@ SETS = ("scifact", "birco-arguana", "birco-wtb", "rarb-alphanli", "wiki-known-it
 K = 10
 
 
-def real_vectors(model_name: str, sets: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The model's document vectors of each set's corpus and its direct vectors of the test queries."""
+def real_vectors(model_name: str, sets: tuple[str, ...], dtype: str = "auto") -> tuple[np.ndarray, np.ndarray, dict]:
+    """The model's document vectors of each set's corpus and its direct vectors of the test queries.
+
+    The cache is keyed by the weights as loaded, so `dtype` must match an evaluation's for its
+    vectors to be reused."""
     from searchr3 import SearchR3
     from searchr3.cache import VectorCache
     from searchr3.data import load_dataset
     from searchr3.prompts import document_text
 
-    model = SearchR3.from_pretrained(model_name)
+    model = SearchR3.from_pretrained(model_name, dtype=dtype)
     cache = VectorCache()
     docs, queries, counts = [], [], {}
     for name in sets:
@@ -193,6 +196,8 @@ def bench_size(base: np.ndarray, queries: np.ndarray, hnsw: list[tuple[int, int]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model whose vectors are used (default: the default model)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"],
+                        help="precision of the vectors (an evaluation's, to reuse its cached vectors)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000, 300_000, 1_000_000])
     parser.add_argument("--ef-construction", type=int, nargs="+", default=[40, 200],
                         help="HNSW build beams; above --all-builds-max vectors only the first is built")
@@ -210,7 +215,7 @@ def main() -> None:
     if args.quick:
         args.sizes, args.queries, args.all_builds_max = [10_000, 30_000], 300, 10_000
     m = VectorIndex(1, "probe", kind="hnsw").hnsw["m"]  # the service's graph degree
-    docs, queries, info = real_vectors(args.model or DEFAULT_MODEL, tuple(args.sets))
+    docs, queries, info = real_vectors(args.model or DEFAULT_MODEL, tuple(args.sets), args.dtype)
     rng = np.random.default_rng(args.seed)
     queries = queries[rng.choice(len(queries), min(args.queries, len(queries)), replace=False)]
     base, made = expand(docs, max(args.sizes), args.seed)
@@ -241,9 +246,10 @@ def write(report: dict) -> None:
     lines = ["# Approximate search over the model's own vectors", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, FAISS {m['faiss']} ({m['faiss_threads']} threads); one query "
              "at a time, as the service searches. Vectors: "
-             f"{v['model']} ({v['dtype']}, documents at {v['max_length']} tokens), {v['real_documents']:,} real document "
-             f"vectors of the five bundled corpora, expanded as `benchmarks/ann.py` describes; {v['queries']:,} real "
-             "direct query vectors of their test queries. Recall@10 is against exact search over the same vectors.", "",
+             f"{v['model']} ({v['dtype']}, documents at {v['max_length']} tokens), {v['real_documents']:,} real "
+             f"document vectors of the corpora of {', '.join(v['sets'])}, expanded as `benchmarks/ann.py` describes; "
+             f"{v['queries']:,} real direct query vectors of their test queries. Recall@10 is against exact search "
+             "over the same vectors.", "",
              "## Real and expanded vectors, shaped alike?", "",
              "| statistic | real | expanded (synthetic part) |", "|---|---:|---:|"]
     fmt = lambda x: " / ".join(f"{y:.3f}" for y in x) if isinstance(x, list) else f"{x:.3f}"  # noqa: E731

@@ -224,8 +224,9 @@ def main() -> None:
     report = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                           "faiss": faiss.__version__, "faiss_threads": faiss.omp_get_max_threads()},
               "vectors": {**info, "real_documents": len(docs), "queries": len(queries), "expansion": made,
-                          "spread_real": spread(docs, rng, 20_000),
-                          "spread_expanded": spread(base[len(docs):], rng, 20_000)},
+                          # equal samples: a nearest neighbour among more points is nearer
+                          "spread_real": spread(docs, rng, min(len(docs), 20_000)),
+                          "spread_expanded": spread(base[len(docs):], rng, min(len(docs), 20_000))},
               "rows": []}
     for n in sorted(args.sizes):
         print(f"{n:,} vectors ...", flush=True)
@@ -256,8 +257,9 @@ def write(report: dict) -> None:
              "| statistic | real | expanded (synthetic part) |", "|---|---:|---:|"]
     fmt = lambda x: " / ".join(f"{y:.3f}" for y in x) if isinstance(x, list) else f"{x:.3f}"  # noqa: E731
     for key in ("cosine_to_mean_p50", "pair_cosine_p5_p50_p95", "nn_cosine_p5_p50_p95", "top10_pc_variance_share"):
-        lines.append(f"| {key} (samples of {v['spread_real']['sample']:,}) | {fmt(v['spread_real'][key])} | "
-                     f"{fmt(v['spread_expanded'][key])} |")
+        lines.append(f"| {key} | {fmt(v['spread_real'][key])} | {fmt(v['spread_expanded'][key])} |")
+    lines += ["", f"Samples: {v['spread_real']['sample']:,} real and {v['spread_expanded']['sample']:,} synthetic "
+              "vectors (nearest-neighbour statistics need equal samples)."]
     e = v["expansion"]
     lines += ["", f"Expansion: each new vector lies on the segment from a real vector towards one of its "
               f"{e['neighbours']} nearest real neighbours (mixing weight {e['mix']}), jittered by noise shaped like "

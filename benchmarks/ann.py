@@ -295,13 +295,15 @@ def plot(report: dict) -> None:
     import matplotlib.pyplot as plt
 
     sizes = sorted({r["n"] for r in report["rows"]})
+    every = sorted({(r["index"], r.get("ef_construction")) for r in report["rows"] if r["index"] != "flat"}, key=str)
+    colour = {c: f"C{i}" for i, c in enumerate(every)}  # one colour a curve in every panel
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 3.8), squeeze=False)
     for ax, n in zip(axes[0], sizes):
         rows = [r for r in report["rows"] if r["n"] == n]
         curves = sorted({(r["index"], r.get("ef_construction")) for r in rows if r["index"] != "flat"}, key=str)
         for name, ef in curves:
             pts = [(r["p50_ms"], r["recall@10"]) for r in rows if r["index"] == name and r.get("ef_construction") == ef]
-            ax.plot(*zip(*pts), "o-", ms=3, label=name + (f" (efC {ef})" if ef else ""))
+            ax.plot(*zip(*pts), "o-", ms=3, color=colour[(name, ef)], label=name + (f" (efC {ef})" if ef else ""))
         flat = next(r for r in rows if r["index"] == "flat")
         ax.axvline(flat["p50_ms"], color="grey", ls="--", label="flat (exact)")
         ax.axhline(0.95, color="red", lw=0.6)
@@ -310,7 +312,8 @@ def plot(report: dict) -> None:
         ax.set_xlabel("p50 latency per query (ms)")
         ax.set_ylabel("recall@10 vs exact")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    for ax in axes[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / "ann.png", dpi=110)
     plt.close(fig)

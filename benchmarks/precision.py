@@ -58,7 +58,7 @@ class TimedRetriever:
 
 
 def _int8_keeping(name: str, keep: list[str]) -> SearchR3:
-    model = SearchR3.from_pretrained(name, dtype="fp32")
+    model = SearchR3.from_pretrained(name, dtype="fp32", device="cpu")
     quantize_int8(model, keep=tuple(keep))
     return model
 
@@ -82,7 +82,8 @@ def main() -> None:
     if dtypes[0] != "fp32":
         parser.error("the first dtype is the reference and must be fp32")
     # each row's label and how its model is loaded: a dtype, or int8 with some layers kept in fp32
-    variants = [(d, lambda d=d: SearchR3.from_pretrained(args.model, dtype=d)) for d in dtypes]
+    variants = [(d, (lambda: _int8_keeping(args.model, [])) if d == "int8" else
+                 (lambda d=d: SearchR3.from_pretrained(args.model, dtype=d))) for d in dtypes]
     if args.int8_keep:
         variants.append(("int8 keep " + "+".join(args.int8_keep), lambda: _int8_keeping(args.model, args.int8_keep)))
     samples = {}

@@ -122,7 +122,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="searchr3-smollm2-135m-sft")
     p.add_argument("--max-length", type=int, default=128, help="text tokens kept per document/query")
-    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
                    help="the service's weights (auto: bf16 where the CPU has it natively, else fp32)")
     p.add_argument("--docs", type=int, default=200, help="SciFact abstracts put in the served index")
     p.add_argument("--quick", action="store_true", help="small counts (smoke check; numbers not for the README)")

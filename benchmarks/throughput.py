@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from searchr3 import EmbedConfig, SearchR3, embed_token_states, read_corpus, read_queries
+from searchr3 import EmbedConfig, SearchR3, embed_token_states, quantize_int8, read_corpus, read_queries
 from searchr3.data import resolve_dataset
 from searchr3.precision import cpu_name, cpu_supports_bf16, cpu_supports_int8_dot
 from searchr3.prompts import document_text
@@ -202,8 +202,9 @@ def main() -> None:
     int8_model = None
     if cpu_supports_int8_dot():  # without VNNI/AMX int8 is many times slower than fp32 (docs/performance.md)
         print("int8 model (SmoothQuant calibration at load) ...", flush=True)
-        int8_model = SearchR3.from_pretrained("smollm2-135m-instruct", dtype="int8",
+        int8_model = SearchR3.from_pretrained("smollm2-135m-instruct", dtype="fp32", device="cpu",
                                               config=EmbedConfig(max_length=128))
+        quantize_int8(int8_model)
         for batch in (8, 32):
             print(f"documents int8 batch {batch} ({n_docs} docs) ...", flush=True)
             r = bench_documents(int8_model, texts, batch)

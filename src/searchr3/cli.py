@@ -34,9 +34,8 @@ def _load_model(name: str, args: argparse.Namespace):
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file whose `embed:` section sets inference options "
                    "(without one: the model's saved settings)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "int8"],
-                   help="auto: bf16 where the hardware runs it fast, else fp32; int8: CPU only, SmoothQuant "
-                   "int8 (the int8 extra), calibrated at load")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 where the hardware runs it fast, else fp32")
     p.add_argument("--max-length", type=int, help="tokens of text kept per document (and per query, unless the "
                    "model saved a query_max_length of its own)")
     p.add_argument("--batch-size", type=int, help="texts per forward pass")
@@ -324,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-docs", type=int, help="search a sampled corpus of N documents: the evaluated queries' "
                    "judged ones plus random others (bounded runs; scores only compare on the same sample)")
     p.add_argument("--output", help="results JSON to write")
-    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "int8"])
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached vectors and traces")
     p.add_argument("--batch-size", type=int, help="texts per forward pass (searchr3 models)")
     p.add_argument("--max-length", type=int, help="tokens of text kept per document/query (searchr3 models; "

@@ -34,7 +34,7 @@ def test_expand_keeps_the_real_vectors_and_stays_in_their_cone(ann):
     mean = real.mean(axis=0) / np.linalg.norm(real.mean(axis=0))
     real_to_mean, new_to_mean = np.median(real @ mean), np.median(out[600:] @ mean)
     assert abs(new_to_mean - real_to_mean) < 0.05
-    assert made["clusters"] == 20 and made["neighbour_distance_p50"] > 0
+    assert 0 < made["neighbour_distance_p50"] < 2
     again, _ = ann.expand(real, 3000, seed=1)
     np.testing.assert_array_equal(out, again)  # seeded: both models' runs expand alike
 
@@ -50,12 +50,14 @@ def test_bench_size_measures_exact_search_as_recall_one(ann):
     base, queries = _cone(2000), _cone(50, seed=3)
     rows = ann.bench_size(base, queries, [(16, 40)], ivf=True, pq_bytes=8)  # PQ96 trains for minutes
     flat = [r for r in rows if r["index"] == "flat"]
-    assert len(flat) == 1 and flat[0]["recall@10"] == 1.0
+    assert len(flat) == 1 and flat[0]["recall@10"] >= 0.99  # one query at a time against the batch: ties aside, equal
     assert {r["index"] for r in rows} == {"flat", "hnsw", "ivf-flat", "ivf-pq"}
     hnsw = [r for r in rows if r["index"] == "hnsw"]
     assert [r["efSearch"] for r in hnsw] == [16, 32, 64, 128, 256, 512]
     assert hnsw[-1]["recall@10"] >= hnsw[0]["recall@10"] and hnsw[-1]["recall@10"] > 0.9
     ivf = [r for r in rows if r["index"] == "ivf-flat"]
-    assert ivf[-1]["recall@10"] >= ivf[0]["recall@10"] and ivf[-1]["recall@10"] > 0.9  # more lists, nearer exact
-    assert all(r["n"] == 2000 and r["memory_mb"] > 0 for r in rows)
-    assert ann.best(rows, "flat")["recall@10"] == 1.0
+    assert ivf[-1]["recall@10"] >= ivf[0]["recall@10"] and ivf[-1]["recall@10"] > 0.9  # more lists probed, nearer exact
+    assert all(r["n"] == 2000 for r in rows)
+    pq, flat_ivf = (next(r for r in rows if r["index"] == i) for i in ("ivf-pq", "ivf-flat"))
+    assert pq["memory_mb"] < flat_ivf["memory_mb"] / 2  # 8-byte codes against 384-byte vectors
+    assert ann.best(rows, "hnsw", target=0.9)["efSearch"] <= 512

@@ -1,7 +1,7 @@
 """Does it matter whose vectors the ANN benchmark expands? Two models' document vectors of the
 same corpora: shape statistics, and HNSW/IVF recall on the same expansion.
 
-`benchmarks/ann.py` was run (2026-12-04) on the vectors of the Stage-2 v2 candidate
+`benchmarks/ann.py` was run (2026-12-05) on the vectors of the Stage-2 v2 candidate
 (experiments/rl_v2/grpo-explore, fp32), which its test-set evaluation had just cached, rather
 than on the default model's: encoding the corpora again would have cost about an hour on two
 cores. This script checks that choice on the two smallest bundled corpora: for each model, the
@@ -34,16 +34,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1000)
     args = parser.parse_args()
-    from searchr3.index import VectorIndex
+    from searchr3.index import EF_CONSTRUCTION, HNSW_M
 
-    m = VectorIndex(1, "probe", kind="hnsw").hnsw["m"]
     report = {"sets": args.sets, "size": args.size, "models": []}
     for name, dtype in zip(args.models, args.dtypes):
         docs, queries, info = ann.real_vectors(name, tuple(args.sets), dtype)
         rng = np.random.default_rng(0)
         queries = queries[rng.choice(len(queries), min(args.queries, len(queries)), replace=False)]
         base, _ = ann.expand(docs, args.size, seed=0)
-        rows = ann.bench_size(base, queries, [(m, 40)], ivf=True)
+        rows = ann.bench_size(base, queries, [(HNSW_M, EF_CONSTRUCTION)], ivf=True)
         report["models"].append({**info, "spread_real": ann.spread(docs, rng, 20_000), "rows": rows})
         write(report)
 
@@ -61,7 +60,7 @@ def write(report: dict) -> None:
         lines.append(f"| {key} | " + " | ".join(fmt(m["spread_real"][key]) for m in models) + " |")
     lines += ["", "| index | setting | " + " | ".join(f"{m['model']}: recall@10, p50 ms" for m in models) + " |",
               "|---|---|" + "---|" * len(models)]
-    keys = ("M", "ef_construction", "efSearch", "nlist", "nprobe")
+    keys = ("M", "ef_construction", "efSearch", "nlist", "pq_bytes", "nprobe")
     settings = [(r["index"], tuple((k, r[k]) for k in keys if k in r)) for r in models[0]["rows"]]
     for index, setting in settings:
         cells = []

@@ -1,6 +1,6 @@
 """Which int8 matmul is fast on this CPU: fp32 against torchao's per-token w8a8 and torch's fbgemm dynamic int8.
 
-`dtype="int8"` runs torchao's `Int8DynamicActivationInt8WeightConfig`, whose matmul is
+`searchr3.quantize_int8` (until 2026-12-05 also `dtype="int8"`) runs torchao's `Int8DynamicActivationInt8WeightConfig`, whose matmul is
 `torch._int_mm`. On a CPU without int8 dot-product instructions (VNNI or AMX) that kernel is a slow
 fallback; torch's older fbgemm dynamic int8 (`quantize_dynamic`, activations per tensor) has AVX2
 kernels. This times one linear layer of each shape SmolLM2-135M has, at a batch of 8 documents of

@@ -7,8 +7,8 @@
 per model, named for it; `stage1-sft-v3` is the start). `test` reads full-corpus test results of
 the models in experiments/rl_v2/test/ (`TAG-SET.json`, from `test_sets.sh`; fp32 unless a row's dtype
 says otherwise) and takes the Stage-1 start's direct vector from `test/stage1-sft-v3-SET.json` (the
-start scored the same way), or where that set is not scored yet from benchmarks/results/quality.json (same evaluator and corpora, bf16), so
-the issue's two comparisons stand side by side: +R against the model's own direct vector, and +R
+start scored the same way), or where that set is not scored yet from benchmarks/results/quality.json
+(same evaluator and corpora, bf16), so the issue's two comparisons stand side by side: +R against the model's own direct vector, and +R
 against the direct vector of the Stage-1 model it started from.
 """
 
@@ -105,7 +105,7 @@ def test_table() -> list[str]:
             start, start_ndcg, start_from = _stage1_direct(s, quality)
             own, own_p = _paired(_per_query(r, "on"), _per_query(r, "off"))
             vs1, vs1_p = _paired(_per_query(r, "on"), start)
-            moved, moved_p = _paired(_per_query(r, "off"), start)  # what Stage 2 did to the direct vector
+            direct_vs_stage1, direct_vs_stage1_p = _paired(_per_query(r, "off"), start)  # Stage 2's effect on it
             if vs1 > 0 and vs1_p < ALPHA:
                 above.append(s)
             if own < 0 and own_p < ALPHA:
@@ -113,7 +113,7 @@ def test_table() -> list[str]:
             off, on = (r["modes"][m]["metrics"]["ndcg@10"] for m in ("off", "on"))
             lines.append(f"| {s} ({len(_per_query(r, 'on'))}) | {start_ndcg:.3f} | {off:.3f} | "
                          f"{on:.3f} | {own:+.3f} ({own_p:.4f}) | {vs1:+.3f} ({vs1_p:.4f}) | "
-                         f"{moved:+.3f} ({moved_p:.4f}) | "
+                         f"{direct_vs_stage1:+.3f} ({direct_vs_stage1_p:.4f}) | "
                          + " | ".join(_reasoning(r)) + f" | {r['model'].get('dtype', '?')} ({start_from}) |")
         met = len(above) >= 2 and "scifact" in above and not below
         lines += ["", f"Target (+R significantly above Stage-1 direct on ≥ 2 sets, SciFact among them; not "

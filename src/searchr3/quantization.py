@@ -82,7 +82,7 @@ def quantize_int8(model: "SearchR3", documents: Sequence[str] | None = None, que
         raise ValueError("int8 quantisation starts from an fp32 model on the CPU")
     if not cpu_supports_int8_dot():
         log.warning("this CPU has no int8 dot-product instructions (VNNI or AMX): int8 runs much slower than fp32 "
-                    "here (20-40x per matmul on a 2-core AVX2 EPYC, experiments/int8/); use dtype='fp32' on it")
+                    "here (20-40x per matmul on a 2-core AVX2 EPYC, experiments/int8/); keep the fp32 model on it")
     if documents is None or queries is None:
         shipped_docs, shipped_queries = calibration_texts()
         documents = shipped_docs if documents is None else documents

@@ -216,7 +216,6 @@ def main() -> None:
 
     if args.quick:
         args.sizes, args.queries, args.all_builds_max = [10_000, 30_000], 300, 10_000
-    m = HNSW_M  # the service's graph degree
     docs, queries, info = real_vectors(args.model or DEFAULT_MODEL, tuple(args.sets), args.dtype)
     rng = np.random.default_rng(args.seed)
     queries = queries[rng.choice(len(queries), min(args.queries, len(queries)), replace=False)]
@@ -231,7 +230,7 @@ def main() -> None:
     for n in sorted(args.sizes):
         print(f"{n:,} vectors ...", flush=True)
         every = n <= args.all_builds_max
-        builds = [(m, ef) for ef in (args.ef_construction if every else args.ef_construction[:1])]
+        builds = [(HNSW_M, ef) for ef in (args.ef_construction if every else args.ef_construction[:1])]
         report["rows"] += bench_size(base[:n], queries, builds, ivf=every or n == max(args.sizes))
         write(report)
 
@@ -296,13 +295,14 @@ def plot(report: dict) -> None:
     import matplotlib.pyplot as plt
 
     sizes = sorted({r["n"] for r in report["rows"]})
-    every = sorted({(r["index"], r.get("ef_construction")) for r in report["rows"] if r["index"] != "flat"}, key=str)
-    colour = {c: f"C{i}" for i, c in enumerate(every)}  # one colour a curve in every panel
+    def curves(rows: list[dict]) -> list[tuple]:
+        return sorted({(r["index"], r.get("ef_construction")) for r in rows if r["index"] != "flat"}, key=str)
+
+    colour = {c: f"C{i}" for i, c in enumerate(curves(report["rows"]))}  # one colour a curve in every panel
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 3.8), squeeze=False)
     for ax, n in zip(axes[0], sizes):
         rows = [r for r in report["rows"] if r["n"] == n]
-        curves = sorted({(r["index"], r.get("ef_construction")) for r in rows if r["index"] != "flat"}, key=str)
-        for name, ef in curves:
+        for name, ef in curves(rows):
             pts = [(r["p50_ms"], r["recall@10"]) for r in rows if r["index"] == name and r.get("ef_construction") == ef]
             ax.plot(*zip(*pts), "o-", ms=3, color=colour[(name, ef)], label=name + (f" (efC {ef})" if ef else ""))
         flat = next(r for r in rows if r["index"] == "flat")

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -57,7 +58,10 @@ class TimedRetriever:
         return Retrieval(run, {"index_seconds": self.doc_seconds})
 
 
-def _int8_keeping(name: str, keep: list[str]) -> SearchR3:
+def _load(name: str, dtype: str, keep: Sequence[str] = ()) -> SearchR3:
+    """The model in `dtype`; "int8" quantises an fp32 CPU model, leaving the `keep` layers in fp32."""
+    if dtype != "int8":
+        return SearchR3.from_pretrained(name, dtype=dtype)
     model = SearchR3.from_pretrained(name, dtype="fp32", device="cpu")
     quantize_int8(model, keep=tuple(keep))
     return model
@@ -82,10 +86,9 @@ def main() -> None:
     if dtypes[0] != "fp32":
         parser.error("the first dtype is the reference and must be fp32")
     # each row's label and how its model is loaded: a dtype, or int8 with some layers kept in fp32
-    variants = [(d, (lambda: _int8_keeping(args.model, [])) if d == "int8" else
-                 (lambda d=d: SearchR3.from_pretrained(args.model, dtype=d))) for d in dtypes]
+    variants = [(d, d, ()) for d in dtypes]
     if args.int8_keep:
-        variants.append(("int8 keep " + "+".join(args.int8_keep), lambda: _int8_keeping(args.model, args.int8_keep)))
+        variants.append(("int8 keep " + "+".join(args.int8_keep), "int8", tuple(args.int8_keep)))
     samples = {}
     for name in args.sets:
         data = load_dataset(name, split=args.split)
@@ -97,8 +100,8 @@ def main() -> None:
                                                "int8_dot": cpu_supports_int8_dot()},
               "split": args.split, "queries": args.queries, "docs": args.docs, "rows": []}
     reference: dict[str, tuple[np.ndarray, dict]] = {}
-    for dtype, load in variants:
-        model = load()
+    for dtype, kind, keep in variants:
+        model = _load(args.model, kind, keep)
         for name, sample in samples.items():
             print(f"{dtype} {name} ...", flush=True)
             retriever = TimedRetriever(model)

@@ -8,8 +8,8 @@ per model, named for it; `stage1-sft-v3` is the start). `test` reads full-corpus
 the models in experiments/rl_v2/test/ (`TAG-SET.json`, from `test_sets.sh`; fp32 unless a row's dtype
 says otherwise) and takes the Stage-1 start's direct vector from `test/stage1-sft-v3-SET.json` (the
 start scored the same way), or where that set is not scored yet from benchmarks/results/quality.json
-(same evaluator and corpora, bf16), so the issue's two comparisons stand side by side: +R against the model's own direct vector, and +R
-against the direct vector of the Stage-1 model it started from.
+(same evaluator and corpora, bf16), so the issue's two comparisons stand side by side: +R against the
+model's own direct vector, and +R against the direct vector of the Stage-1 model it started from.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SETS = ("scifact", "birco-arguana", "birco-wtb", "rarb-alphanli", "wiki-known-item")
 STAGE1 = "searchr3-smollm2-135m-sft-v3"
+STAGE1_TAG = "stage1-sft-v3"  # the start's own results: dev/STAGE1_TAG.json, test/STAGE1_TAG-SET.json
 ALPHA = 0.05  # the issue's significance level
 
 
@@ -74,7 +75,7 @@ def dev_table() -> list[str]:
 
 def _stage1_direct(s: str, quality: dict) -> tuple[dict[str, float], float, str]:
     """The Stage-1 start's direct per-query nDCG@10 on set `s`, its mean, and where it came from."""
-    path = HERE / "test" / f"stage1-sft-v3-{s}.json"
+    path = HERE / "test" / f"{STAGE1_TAG}-{s}.json"
     if path.is_file():
         r = json.loads(path.read_text())
         return _per_query(r, "off"), r["modes"]["off"]["metrics"]["ndcg@10"], r["model"].get("dtype", "?")
@@ -87,7 +88,7 @@ def test_table() -> list[str]:
     tags = sorted({p.stem[: -len(s) - 1] for s in SETS for p in (HERE / "test").glob(f"*-{s}.json")})
     lines = ["# Stage 2 v2 on the five test sets", "",
              "Full corpora, nDCG@10; p from paired randomisation tests over per-query nDCG@10. The Stage-1 "
-             f"start's direct vector ({STAGE1}) is its own test run where scored (`stage1-sft-v3`), "
+             f"start's direct vector ({STAGE1}) is its own test run where scored (`{STAGE1_TAG}`), "
              "otherwise benchmarks/results/quality.json; each row names the dtypes it pairs.", ""]
     for tag in tags:
         lines += [f"## {tag}", "",
@@ -115,7 +116,7 @@ def test_table() -> list[str]:
                          f"{on:.3f} | {own:+.3f} ({own_p:.4f}) | {vs1:+.3f} ({vs1_p:.4f}) | "
                          f"{direct_vs_stage1:+.3f} ({direct_vs_stage1_p:.4f}) | "
                          + " | ".join(_reasoning(r)) + f" | {r['model'].get('dtype', '?')} ({start_from}) |")
-        if tag == "stage1-sft-v3":  # the start itself: its +R against its own direct, no target to meet
+        if tag == STAGE1_TAG:  # the start itself: its +R against its own direct, no target to meet
             lines.append("")
             continue
         met = len(above) >= 2 and "scifact" in above and not below

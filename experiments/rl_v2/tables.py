@@ -4,12 +4,14 @@
     python experiments/rl_v2/tables.py test    # experiments/rl_v2/test/*.json -> test_sets.md
 
 `dev` reads the dev scores (`searchr3 eval ... --split dev --reasoning both --max-docs 3000`, one file
-per model, named for it; `stage1-sft-v3` is the start). `test` reads full-corpus test results of
-the models in experiments/rl_v2/test/ (`TAG-SET.json`, from `test_sets.sh`; fp32 unless a row's dtype
-says otherwise) and takes the Stage-1 start's direct vector from `test/stage1-sft-v3-SET.json` (the
-start scored the same way), or where that set is not scored yet from benchmarks/results/quality.json
-(same evaluator and corpora, bf16), so the issue's two comparisons stand side by side: +R against the
-model's own direct vector, and +R against the direct vector of the Stage-1 model it started from.
+per model, named for it; `stage1-sft-v3` is the start). `test` reads full-corpus test results of the
+models in experiments/rl_v2/test/ (`TAG-SET.json`, from `test_sets.sh`; each row names its dtype) and
+takes the Stage-1 start's direct vector in the row's dtype: `test/stage1-sft-v3-SET.json` (the start
+scored the same way) for an fp32 row, benchmarks/results/quality.json (same evaluator and corpora,
+bf16) for a bf16 row or where the start has no fp32 run of the set. So the issue's two comparisons
+stand side by side: +R against the model's own direct vector, and +R against the direct vector of the
+Stage-1 model it started from. Each later model is also paired with the one it continued from
+(`STARTED_FROM`), in one dtype where `test/dtype-check/TAG-SET.json` holds it rescored in its start's.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ SETS = ("scifact", "birco-arguana", "birco-wtb", "rarb-alphanli", "wiki-known-it
 STAGE1 = "searchr3-smollm2-135m-sft-v3"
 STAGE1_TAG = "stage1-sft-v3"  # the start's own results: dev/STAGE1_TAG.json, test/STAGE1_TAG-SET.json
 ALPHA = 0.05  # the issue's significance level
+STARTED_FROM = {"rft-2": "rft-1", "grpo-explore": "rft-2"}  # each later model against the one it continued
 
 
 def _per_query(record: dict, mode: str) -> dict[str, float]:
@@ -73,10 +76,14 @@ def dev_table() -> list[str]:
     return lines
 
 
-def _stage1_direct(s: str, quality: dict) -> tuple[dict[str, float], float, str]:
-    """The Stage-1 start's direct per-query nDCG@10 on set `s`, its mean, and where it came from."""
+def _stage1_direct(s: str, dtype: str, quality: dict) -> tuple[dict[str, float], float, str]:
+    """The Stage-1 start's direct per-query nDCG@10 on set `s`, its mean, and where it came from.
+
+    A row pairs with the start in its own dtype where that exists: the start's fp32 test run for an
+    fp32 row, quality.json (bf16) for a bf16 row or where the start has no fp32 run of the set.
+    """
     path = HERE / "test" / f"{STAGE1_TAG}-{s}.json"
-    if path.is_file():
+    if path.is_file() and json.loads(path.read_text())["model"].get("dtype") == dtype:
         r = json.loads(path.read_text())
         return _per_query(r, "off"), r["modes"]["off"]["metrics"]["ndcg@10"], r["model"].get("dtype", "?")
     start = quality[s][STAGE1]
@@ -103,7 +110,7 @@ def test_table() -> list[str]:
                 lines.append(f"| {s} | not run | | | | | | | | | |")
                 continue
             r = json.loads(path.read_text())
-            start, start_ndcg, start_from = _stage1_direct(s, quality)
+            start, start_ndcg, start_from = _stage1_direct(s, r["model"].get("dtype", "?"), quality)
             own, own_p = _paired(_per_query(r, "on"), _per_query(r, "off"))
             vs1, vs1_p = _paired(_per_query(r, "on"), start)
             direct_vs_stage1, direct_vs_stage1_p = _paired(_per_query(r, "off"), start)  # Stage 2's effect on it
@@ -123,7 +130,31 @@ def test_table() -> list[str]:
         lines += ["", f"Target (+R significantly above Stage-1 direct on ≥ 2 sets, SciFact among them; not "
                       f"significantly below its own direct on any): **{'met' if met else 'not met'}** — above on "
                       f"{', '.join(above) or 'none'}; below own direct on {', '.join(below) or 'none'}.", ""]
+        lines += _against_start(tag)
     return lines
+
+
+def _against_start(tag: str) -> list[str]:
+    """The model against the one it continued from, on the sets both have scored (what that stage added)."""
+    start = STARTED_FROM.get(tag)
+    pairs = []
+    for s in SETS:
+        a, b = HERE / "test" / f"{tag}-{s}.json", HERE / "test" / f"{start}-{s}.json"
+        if not (start and a.is_file() and b.is_file()):
+            continue
+        r, r0 = json.loads(a.read_text()), json.loads(b.read_text())
+        check = HERE / "test" / "dtype-check" / f"{tag}-{s}.json"  # the model rescored in its start's dtype
+        if check.is_file() and json.loads(check.read_text())["model"].get("dtype") == r0["model"].get("dtype"):
+            r = json.loads(check.read_text())
+        pairs.append((s, r, r0))
+    if not pairs:
+        return []
+    lines = [f"Against {start}, the model it continued from:", "",
+             f"| set | +R − {start} +R (p) | direct − {start} direct (p) | dtypes |", "|---|---:|---:|---|"]
+    for s, r, r0 in pairs:
+        cells = [f"{d:+.3f} ({p:.4f})" for d, p in (_paired(_per_query(r, m), _per_query(r0, m)) for m in ("on", "off"))]
+        lines.append(f"| {s} | {cells[0]} | {cells[1]} | {r['model'].get('dtype', '?')} − {r0['model'].get('dtype', '?')} |")
+    return lines + [""]
 
 
 def main() -> None:

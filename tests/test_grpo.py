@@ -123,6 +123,19 @@ def test_starting_from_a_stage_1_adapter_keeps_it_as_the_reference(tiny_folder, 
     assert not np.allclose(loaded.embed_documents(texts), stage1.embed_documents(texts), atol=1e-6)
 
 
+def test_the_policy_reads_queries_at_the_length_its_start_saved(tiny_folder, tmp_path):
+    sft = SFTTrainer(SFTConfig(init=str(tiny_folder), sources=["toy:train"], steps=1, batch_size=4, max_length=16,
+                               query_max_length=6, lr=1e-3, warmup_steps=0, eval_every=0, save_every=0, lora_r=4),
+                     tmp_path / "sft", _examples()).train()
+    inherited = GRPOTrainer(config(sft, steps=1), ENV, tmp_path / "rl", toy_dataset())
+    assert inherited.model.config.query_max_length == 6
+    out = inherited.train()
+    assert SearchR3.from_pretrained(out, dtype="fp32", device="cpu").config.query_max_length == 6  # saved with it
+    chosen = GRPOTrainer(config(sft, query_max_length=12), ENV, tmp_path / "rl-12", toy_dataset())
+    assert chosen.model.config.query_max_length == 12
+    assert GRPOTrainer(config(tiny_folder), ENV, tmp_path / "rl-base", toy_dataset()).model.config.query_max_length is None
+
+
 def test_min_reasoning_tokens_in_rollouts_and_log_probs(tiny_folder, tmp_path):
     trainer = GRPOTrainer(config(tiny_folder, reasoning_tokens=5, min_reasoning_tokens=3), ENV, tmp_path / "r",
                           toy_dataset())

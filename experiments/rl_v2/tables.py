@@ -28,7 +28,7 @@ SETS = ("scifact", "birco-arguana", "birco-wtb", "rarb-alphanli", "wiki-known-it
 STAGE1 = "searchr3-smollm2-135m-sft-v3"
 STAGE1_TAG = "stage1-sft-v3"  # the start's own results: dev/STAGE1_TAG.json, test/STAGE1_TAG-SET.json
 ALPHA = 0.05  # the issue's significance level
-STARTED_FROM = {"rft-2": "rft-1", "grpo-explore": "rft-2"}  # each later model against the one it continued
+STARTED_FROM = {"rft-2": "rft-1", "grpo-explore": "rft-2", "grpo-explore-q64": "rft-2"}  # against what it continued
 
 
 def _per_query(record: dict, mode: str) -> dict[str, float]:
@@ -79,15 +79,15 @@ def dev_table() -> list[str]:
 def _stage1_direct(s: str, dtype: str, quality: dict) -> tuple[dict[str, float], float, str]:
     """The Stage-1 start's direct per-query nDCG@10 on set `s`, its mean, and where it came from.
 
-    A row pairs with the start in its own dtype where that exists: the start's fp32 test run for an
-    fp32 row, quality.json (bf16) for a bf16 row or where the start has no fp32 run of the set.
+    A row pairs with the start in the row's dtype where the start has a test run in it
+    (`test/stage1-sft-v3-SET.json`), otherwise with quality.json's run.
     """
     path = HERE / "test" / f"{STAGE1_TAG}-{s}.json"
-    if path.is_file() and json.loads(path.read_text())["model"].get("dtype") == dtype:
-        r = json.loads(path.read_text())
-        return _per_query(r, "off"), r["modes"]["off"]["metrics"]["ndcg@10"], r["model"].get("dtype", "?")
+    r = json.loads(path.read_text()) if path.is_file() else None
+    if r is not None and r["model"].get("dtype") == dtype:
+        return _per_query(r, "off"), r["modes"]["off"]["metrics"]["ndcg@10"], r["model"]["dtype"]
     start = quality[s][STAGE1]
-    return start["ndcg_per_query"], start["metrics"]["ndcg@10"], "quality.json (bf16)"
+    return start["ndcg_per_query"], start["metrics"]["ndcg@10"], f"quality.json ({start['model'].get('dtype', '?')})"
 
 
 def test_table() -> list[str]:
@@ -96,12 +96,13 @@ def test_table() -> list[str]:
     lines = ["# Stage 2 v2 on the five test sets", "",
              "Full corpora, nDCG@10; p from paired randomisation tests over per-query nDCG@10. The Stage-1 "
              f"start's direct vector ({STAGE1}) is its own test run where scored (`{STAGE1_TAG}`), "
-             "otherwise benchmarks/results/quality.json; each row names the dtypes it pairs.", ""]
+             "otherwise benchmarks/results/quality.json; each row names the dtypes it pairs and how many "
+             "tokens of each query the model read (the Stage-1 start and the RFT rounds: 64).", ""]
     for tag in tags:
         lines += [f"## {tag}", "",
                   "| set (queries) | Stage-1 direct | direct | +R | +R − own direct (p) | +R − Stage-1 direct (p) "
                   "| direct − Stage-1 direct (p) | reasoned on | gain where reasoned | mean trace "
-                  "| dtype (Stage-1 from) |",
+                  "| dtype, query tokens kept (Stage-1 from) |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         above, below = [], []
         for s in SETS:
@@ -122,7 +123,8 @@ def test_table() -> list[str]:
             lines.append(f"| {s} ({len(_per_query(r, 'on'))}) | {start_ndcg:.3f} | {off:.3f} | "
                          f"{on:.3f} | {own:+.3f} ({own_p:.4f}) | {vs1:+.3f} ({vs1_p:.4f}) | "
                          f"{direct_vs_stage1:+.3f} ({direct_vs_stage1_p:.4f}) | "
-                         + " | ".join(_reasoning(r)) + f" | {r['model'].get('dtype', '?')} ({start_from}) |")
+                         + " | ".join(_reasoning(r)) + f" | {r['model'].get('dtype', '?')}, "
+                         f"{r['model'].get('query_max_length', '?')} ({start_from}) |")
         if tag == STAGE1_TAG:  # the start itself: its +R against its own direct, no target to meet
             lines.append("")
             continue
@@ -135,26 +137,31 @@ def test_table() -> list[str]:
 
 
 def _against_start(tag: str) -> list[str]:
-    """The model against the one it continued from, on the sets both have scored (what that stage added)."""
+    """The model against the one it continued from, on the sets both have scored (what that stage added).
+
+    Where the two were scored in different dtypes and `test/dtype-check/TAG-SET.json` holds the model
+    rescored in its start's, that rescore is used and the row says so.
+    """
     start = STARTED_FROM.get(tag)
-    pairs = []
-    for s in SETS:
-        a, b = HERE / "test" / f"{tag}-{s}.json", HERE / "test" / f"{start}-{s}.json"
-        if not (start and a.is_file() and b.is_file()):
-            continue
-        r, r0 = json.loads(a.read_text()), json.loads(b.read_text())
-        check = HERE / "test" / "dtype-check" / f"{tag}-{s}.json"  # the model rescored in its start's dtype
-        if check.is_file() and json.loads(check.read_text())["model"].get("dtype") == r0["model"].get("dtype"):
-            r = json.loads(check.read_text())
-        pairs.append((s, r, r0))
-    if not pairs:
+    if start is None:
         return []
     lines = [f"Against {start}, the model it continued from:", "",
              f"| set | +R − {start} +R (p) | direct − {start} direct (p) | dtypes |", "|---|---:|---:|---|"]
-    for s, r, r0 in pairs:
+    for s in SETS:
+        a, b = HERE / "test" / f"{tag}-{s}.json", HERE / "test" / f"{start}-{s}.json"
+        if not (a.is_file() and b.is_file()):
+            continue
+        r, r0 = json.loads(a.read_text()), json.loads(b.read_text())
+        check = HERE / "test" / "dtype-check" / f"{tag}-{s}.json"
+        note = ""
+        if r["model"].get("dtype") != r0["model"].get("dtype") and check.is_file():
+            rescored = json.loads(check.read_text())
+            if rescored["model"].get("dtype") == r0["model"].get("dtype"):
+                r, note = rescored, " (dtype-check rescore)"
         cells = [f"{d:+.3f} ({p:.4f})" for d, p in (_paired(_per_query(r, m), _per_query(r0, m)) for m in ("on", "off"))]
-        lines.append(f"| {s} | {cells[0]} | {cells[1]} | {r['model'].get('dtype', '?')} − {r0['model'].get('dtype', '?')} |")
-    return lines + [""]
+        lines.append(f"| {s} | {cells[0]} | {cells[1]} | "
+                     f"{r['model'].get('dtype', '?')} − {r0['model'].get('dtype', '?')}{note} |")
+    return lines + [""] if len(lines) > 4 else []
 
 
 def main() -> None:

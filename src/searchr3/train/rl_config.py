@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
 from .. import assets
 from ..config import load_section
+from ..fingerprint import SEARCHR3_FILE
 from ..modeling import EmbedConfig, SearchR3
 from . import reward
 from .env import EnvConfig
@@ -27,6 +29,8 @@ class RLConfig:
     # with corpus_depth 0: a seeded sample of this many documents that keeps every judged one (0: the whole corpus)
     corpus_sample: int = field(default=0, metadata={"ge": 0})
     max_length: int = field(default=128, metadata={"ge": 1})  # tokens of query/document text
+    # tokens of query text; None: what the init model saved (its queries are read as it was trained), else max_length
+    query_max_length: int | None = field(default=None, metadata={"ge": 1})
     reasoning_tokens: int = field(default=32, metadata={"ge": 1})  # budget of each rollout's reasoning
     min_reasoning_tokens: int = field(default=0, metadata={"ge": 0})  # bar the token before this many (saved)
     group: int = field(default=4, metadata={"ge": 2})  # G: rollouts per query
@@ -97,13 +101,25 @@ def load_rl_config(path: str | os.PathLike) -> tuple[RLConfig, EnvConfig]:
     return load_section(path, "rl", RLConfig), load_section(path, "env", EnvConfig)
 
 
+def saved_query_max_length(init: str) -> int | None:
+    """The query length the init model saved with its settings (None: it follows max_length).
+
+    Stage 2 must read queries as the model it continues was trained to: before this, a run from a
+    64-token-query round read them at max_length (256), and its test scores differed from the round's
+    partly for that reason (docs/rl-v2.md).
+    """
+    meta = assets.resolve_model(init) / SEARCHR3_FILE
+    return json.loads(meta.read_text()).get("config", {}).get("query_max_length") if meta.is_file() else None
+
+
 def prepare_policy(config: RLConfig) -> tuple[SearchR3, bool]:
     """The trainable policy and whether a frozen reference adapter was loaded beside it."""
     from peft import LoraConfig, get_peft_model
 
-    embed = EmbedConfig(max_length=config.max_length, reasoning_tokens=config.reasoning_tokens,
-                        min_reasoning_tokens=config.min_reasoning_tokens, temperature=config.temperature,
-                        top_p=config.top_p)
+    query_length = config.query_max_length or saved_query_max_length(config.init)
+    embed = EmbedConfig(max_length=config.max_length, query_max_length=query_length,
+                        reasoning_tokens=config.reasoning_tokens, min_reasoning_tokens=config.min_reasoning_tokens,
+                        temperature=config.temperature, top_p=config.top_p)
     model = SearchR3.from_adapter_trainable(config.init, config=embed)
     if model is None:
         model = SearchR3.from_pretrained(config.init, dtype="fp32", config=embed)

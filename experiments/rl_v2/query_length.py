@@ -20,7 +20,6 @@ key, after checking on a few documents that a fresh encode matches them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -53,21 +52,16 @@ def build_view() -> None:
     (TARGET / "searchr3.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def _cache_path(cache: VectorCache, model: SearchR3, texts: list[str]) -> Path:
-    h = hashlib.sha256(model.fingerprint.encode())  # the key VectorCache.embed_documents uses
-    for t in texts:
-        h.update(t.encode())
-        h.update(b"\0")
-    return cache.folder / f"{h.hexdigest()[:32]}.npy"
-
-
 def seed_cache() -> None:
     cache = VectorCache()
+    models = {}  # per dtype: the 256-token and the 64-token variant, loaded once
     for name, dtype in SETS:
-        long_q, short_q = (SearchR3.from_pretrained(m, dtype=dtype, device="cpu") for m in (SOURCE, TARGET))
+        if dtype not in models:
+            models[dtype] = tuple(SearchR3.from_pretrained(m, dtype=dtype, device="cpu") for m in (SOURCE, TARGET))
+        long_q, short_q = models[dtype]
         assert short_q.config.query_max_length == QUERY_MAX_LENGTH and long_q.config.query_max_length is None
         texts = [document_text(d.title, d.text) for d in load_dataset(name, "test").corpus]
-        src, dst = _cache_path(cache, long_q, texts), _cache_path(cache, short_q, texts)
+        src, dst = cache.path(long_q, texts), cache.path(short_q, texts)
         if not src.is_file():
             print(f"{name} ({dtype}): no cached vectors of the 256-token variant; test_sets.sh will encode it")
             continue

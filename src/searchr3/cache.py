@@ -87,13 +87,17 @@ class VectorCache:
         self.folder = Path(folder) if folder else cache_dir() / "vectors"
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def embed_documents(self, model: SearchR3, texts: Sequence[str], show_progress: bool | None = None) -> np.ndarray:
-        """Return `model.embed_documents(texts)`, from the cache when the same texts were embedded before."""
+    def path(self, model: SearchR3, texts: Sequence[str]) -> Path:
+        """Where the vectors of `texts` under `model` (weights and prompts) are kept."""
         h = hashlib.sha256(model.fingerprint.encode())
         for t in texts:
             h.update(t.encode())
             h.update(b"\0")
-        path = self.folder / f"{h.hexdigest()[:32]}.npy"
+        return self.folder / f"{h.hexdigest()[:32]}.npy"
+
+    def embed_documents(self, model: SearchR3, texts: Sequence[str], show_progress: bool | None = None) -> np.ndarray:
+        """Return `model.embed_documents(texts)`, from the cache when the same texts were embedded before."""
+        path = self.path(model, texts)
         if path.is_file():
             vectors = np.load(path)
             if vectors.shape == (len(texts), model.dim):
